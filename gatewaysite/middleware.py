@@ -1,0 +1,32 @@
+"""Request ids: taken from a sane X-Request-ID header or generated, and echoed in responses."""
+
+import re
+import uuid
+
+# Long enough for a UUID or a trace id, without characters that could split a header or a log line.
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id_for(request):
+    """Return the client's X-Request-ID when it is sane, else a new UUID4 in hex."""
+    incoming = request.META.get("HTTP_X_REQUEST_ID", "")
+    if REQUEST_ID_RE.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Store the request id on ``request.request_id`` and set X-Request-ID on the gateway's own responses.
+
+    Proxied responses keep the upstream's headers unchanged.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.request_id = request_id_for(request)
+        response = self.get_response(request)
+        if not getattr(response, "is_proxied", False):
+            response.headers.setdefault("X-Request-ID", request.request_id)
+        return response

@@ -1,0 +1,18 @@
+"""Root URLconf: the gateway's own paths. Every other path is proxied by routing.middleware."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from routing import views
+
+admin.site.site_header = "jwtgate console"
+admin.site.site_title = "jwtgate console"
+admin.site.index_title = "Routes, upstreams and roles"
+
+urlpatterns = [
+    path("auth/", include("accounts.urls")),
+    path(".well-known/jwks.json", views.jwks, name="jwks"),
+    path("healthz", views.healthz, name="healthz"),
+    path(f"{settings.CONSOLE_PREFIX}/", admin.site.urls),
+]

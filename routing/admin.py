@@ -1,0 +1,81 @@
+"""Console pages for upstreams with their targets and routes with their role rules."""
+
+from django.contrib import admin
+
+from routing.models import Route, RoleRule, Target, Upstream
+
+
+class TargetInline(admin.TabularInline):
+    model = Target
+    extra = 1
+    min_num = 1
+
+
+@admin.register(Upstream)
+class UpstreamAdmin(admin.ModelAdmin):
+    list_display = ["name", "target_urls", "connect_timeout_seconds", "read_timeout_seconds"]
+    search_fields = ["name", "description", "targets__url"]
+    inlines = [TargetInline]
+
+    @admin.display(description="targets")
+    def target_urls(self, upstream):
+        return ", ".join(target.url for target in upstream.targets.all())
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("targets")
+
+
+class RoleRuleInline(admin.TabularInline):
+    model = RoleRule
+    extra = 0
+    fields = ["methods", "path", "roles", "permissions"]
+    filter_horizontal = ["roles", "permissions"]
+
+
+@admin.register(Route)
+class RouteAdmin(admin.ModelAdmin):
+    list_display = ["name", "path_patterns", "method_names", "upstream", "auth", "role_names", "priority", "enabled"]
+    list_filter = ["enabled", "auth", "upstream"]
+    search_fields = ["name", "paths", "hosts", "upstream__name"]
+    filter_horizontal = ["roles", "permissions"]
+    inlines = [RoleRuleInline]
+    actions = ["enable_routes", "disable_routes"]
+    fieldsets = [
+        (None, {"fields": ["name", "enabled", "upstream", "priority"]}),
+        ("Matching", {"fields": ["paths", "methods", "hosts"]}),
+        ("Access", {"fields": ["auth", "roles", "permissions"]}),
+        ("Forwarding", {"fields": ["strip_prefix", "preserve_host", "allow_encoded_slashes"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("upstream").prefetch_related("roles")
+
+    @admin.display(description="paths")
+    def path_patterns(self, route):
+        return ", ".join(route.paths.split())
+
+    @admin.display(description="methods")
+    def method_names(self, route):
+        return route.methods or "all"
+
+    @admin.display(description="roles")
+    def role_names(self, route):
+        return ", ".join(role.name for role in route.roles.all()) or "-"
+
+    @admin.action(description="Enable selected routes")
+    def enable_routes(self, request, queryset):
+        self.set_enabled(request, queryset, True)
+
+    @admin.action(description="Disable selected routes")
+    def disable_routes(self, request, queryset):
+        self.set_enabled(request, queryset, False)
+
+    def set_enabled(self, request, queryset, enabled):
+        # save() per route, not update(), so that each change bumps the configuration version.
+        count = 0
+        for route in queryset:
+            if route.enabled != enabled:
+                route.enabled = enabled
+                route.save(update_fields=["enabled"])
+                count += 1
+        self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {count} route(s).")

@@ -1,0 +1,117 @@
+"""The forwarding client: a pooled requests.Session per upstream and target selection."""
+
+import threading
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import SKIP_HEADER
+
+from routing.conf import gateway_settings
+from routing.exceptions import NoHealthyTarget, UpstreamTimeout, UpstreamUnavailable
+
+_sessions = {}
+_balancers = {}
+_lock = threading.Lock()
+
+
+def get_session(upstream_name):
+    """Return the keep-alive session of an upstream, creating it on first use."""
+    session = _sessions.get(upstream_name)
+    if session is not None:
+        return session
+    with _lock:
+        session = _sessions.get(upstream_name)
+        if session is None:
+            session = requests.Session()
+            # Proxy variables, .netrc credentials and CA bundles from the
+            # environment must not change where or how requests are sent.
+            session.trust_env = False
+            adapter = HTTPAdapter(
+                pool_connections=4, pool_maxsize=gateway_settings.UPSTREAM_POOL_SIZE, max_retries=0
+            )
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _sessions[upstream_name] = session
+        return session
+
+
+class WeightedRoundRobin:
+    """Smooth weighted round robin: each target gets its share, spread evenly over time."""
+
+    def __init__(self, targets):
+        self.urls = [url for url, _weight in targets]
+        self.weights = [weight for _url, weight in targets]
+        self.current = [0] * len(targets)
+        self.total = sum(self.weights)
+        self.lock = threading.Lock()
+
+    def next_url(self):
+        with self.lock:
+            best = 0
+            for index, weight in enumerate(self.weights):
+                self.current[index] += weight
+                if self.current[index] > self.current[best]:
+                    best = index
+            self.current[best] -= self.total
+            return self.urls[best]
+
+
+def choose_target(upstream):
+    """Return the base URL of the target that gets the next request, or raise NoHealthyTarget (503)."""
+    if not upstream.targets:
+        raise NoHealthyTarget(f"Upstream {upstream.name!r} has no targets configured.")
+    if len(upstream.targets) == 1:
+        return upstream.targets[0][0]
+    key = (upstream.name, upstream.targets)
+    balancer = _balancers.get(key)
+    if balancer is None:
+        with _lock:
+            balancer = _balancers.setdefault(key, WeightedRoundRobin(upstream.targets))
+    return balancer.next_url()
+
+
+def timeouts(upstream):
+    """Return the (connect, read) timeout in seconds for an upstream."""
+    connect = upstream.connect_timeout_seconds or gateway_settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS
+    read = upstream.read_timeout_seconds or gateway_settings.UPSTREAM_READ_TIMEOUT_SECONDS
+    return (connect, read)
+
+
+def send(upstream, method, url, headers, body):
+    """Send one request to ``url`` and return the streamed requests.Response.
+
+    Raise UpstreamTimeout (504) when the connect or read timeout passes, and
+    UpstreamUnavailable (502) when the connection is refused, reset or the answer
+    is not HTTP. The messages never contain the target URL, which only the log shows.
+    """
+    names = {name.lower() for name, _value in headers}
+    header_map = requests.structures.CaseInsensitiveDict()
+    for name, value in headers:
+        if name in header_map:
+            header_map[name] = f"{header_map[name]}, {value}"
+        else:
+            header_map[name] = value
+    # urllib3 would add its own User-Agent and Accept-Encoding; the upstream
+    # sees only what the client sent.
+    if "user-agent" not in names:
+        header_map["User-Agent"] = SKIP_HEADER
+    if "accept-encoding" not in names:
+        header_map["Accept-Encoding"] = SKIP_HEADER
+
+    prepared = requests.Request(method, url, headers=header_map, data=body).prepare()
+    # requests re-quotes the URL; the normalized path and the raw query are final.
+    prepared.url = url
+    try:
+        return get_session(upstream.name).send(
+            prepared, stream=True, timeout=timeouts(upstream), allow_redirects=False
+        )
+    except requests.exceptions.ConnectTimeout as exc:
+        raise UpstreamTimeout(log_error="connect_timeout") from exc
+    except requests.exceptions.ReadTimeout as exc:
+        raise UpstreamTimeout(log_error="read_timeout") from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise UpstreamUnavailable(log_error="connection_failed") from exc
+    except requests.exceptions.RequestException as exc:
+        raise UpstreamUnavailable(
+            "The upstream sent a malformed response.", log_error=exc.__class__.__name__
+        ) from exc

@@ -1,0 +1,70 @@
+"""The gateway's settings object: defaults for the GATEWAY dict, read at call time."""
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+DEFAULTS = {
+    # The first path segment of the admin console, for example "console" for /console/.
+    "CONSOLE_PREFIX": "console",
+    # Used when an upstream leaves its own timeouts empty.
+    "UPSTREAM_CONNECT_TIMEOUT_SECONDS": 5.0,
+    "UPSTREAM_READ_TIMEOUT_SECONDS": 30.0,
+    # How often a worker asks the database whether the configuration changed.
+    "CONFIG_CHECK_INTERVAL_SECONDS": 1.0,
+    # Addresses or CIDR networks whose X-Forwarded-For and X-Forwarded-Proto are trusted.
+    "TRUSTED_PROXIES": [],
+    # Header names removed from client requests besides every X-User-* header.
+    "EXTRA_IDENTITY_HEADERS": [],
+    # Connections kept open per upstream in each worker.
+    "UPSTREAM_POOL_SIZE": 32,
+    # Bytes read from the client or the upstream per chunk while streaming.
+    "STREAM_CHUNK_BYTES": 64 * 1024,
+}
+
+# First path segments served by the gateway itself, besides the console prefix.
+FIXED_OWNED_SEGMENTS = frozenset({"auth", ".well-known", "healthz"})
+
+
+class GatewaySettings:
+    """Attribute access to settings.GATEWAY with defaults filled in."""
+
+    def __init__(self, user_settings=None, defaults=None):
+        self._user_settings = user_settings
+        self.defaults = defaults or DEFAULTS
+        self._cached = set()
+
+    @property
+    def user_settings(self):
+        if self._user_settings is None:
+            self._user_settings = getattr(settings, "GATEWAY", {})
+        return self._user_settings
+
+    def __getattr__(self, attr):
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid gateway setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self):
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+        self._user_settings = None
+
+
+gateway_settings = GatewaySettings()
+
+
+def reload_gateway_settings(*args, setting, **kwargs):
+    if setting == "GATEWAY":
+        gateway_settings.reload()
+
+
+setting_changed.connect(reload_gateway_settings)
+
+
+def gateway_owned_segments():
+    """Return the first path segments that the gateway serves itself and routes may not use."""
+    return FIXED_OWNED_SEGMENTS | {gateway_settings.CONSOLE_PREFIX}

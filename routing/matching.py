@@ -1,0 +1,275 @@
+"""The in-memory route table: routes compiled once per configuration version, and matching."""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.db import DatabaseError
+
+from routing import patterns
+from routing.conf import gateway_settings
+from routing.exceptions import MethodNotAllowed, RouteNotFound
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompiledUpstream:
+    name: str
+    targets: tuple  # of (url, weight)
+    connect_timeout_seconds: float | None
+    read_timeout_seconds: float | None
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    methods: frozenset | None
+    path: str
+    path_regex: object
+    roles: frozenset
+    permissions: frozenset
+
+    def applies_to(self, method, path):
+        """Return whether this rule covers a request with ``method`` and normalized ``path``."""
+        if self.methods is not None and method not in self.methods:
+            return False
+        return self.path_regex is None or self.path_regex.match(path) is not None
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    name: str
+    paths: tuple
+    methods: frozenset | None
+    hosts: tuple
+    upstream: CompiledUpstream
+    strip_prefix: str
+    public: bool
+    roles: frozenset
+    permissions: frozenset
+    priority: int
+    rules: tuple
+    allow_encoded_slashes: bool = False
+    preserve_host: bool = False
+
+    def allows_method(self, method):
+        if self.methods is None:
+            return True
+        return method in self.methods or (method == "HEAD" and "GET" in self.methods)
+
+    def allowed_methods(self):
+        """Return the methods for an ``Allow`` header, HEAD included wherever GET is."""
+        methods = set(self.methods or patterns.HTTP_METHODS)
+        if "GET" in methods:
+            methods.add("HEAD")
+        return methods
+
+    def matches_host(self, host):
+        return not self.hosts or any(patterns.host_matches(pattern, host) for pattern in self.hosts)
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    route: CompiledRoute
+    pattern: str
+
+
+class TrieNode:
+    """One segment position in the route trie."""
+
+    __slots__ = ("literal", "star", "exact", "rest")
+
+    def __init__(self):
+        self.literal = {}
+        self.star = None
+        self.exact = []  # patterns that end at this node
+        self.rest = []  # patterns whose final "**" starts at this node
+
+
+@dataclass
+class RouteTable:
+    """An immutable set of compiled routes with a segment trie for matching."""
+
+    version: int
+    routes: tuple
+    root: TrieNode = field(default_factory=TrieNode)
+    loaded_at: float = 0.0
+
+    @classmethod
+    def build(cls, version, routes):
+        table = cls(version=version, routes=tuple(routes), loaded_at=time.time())
+        for route in table.routes:
+            for pattern in route.paths:
+                table.insert(pattern, route)
+        return table
+
+    def insert(self, pattern, route):
+        node = self.root
+        entry = (route, pattern, patterns.pattern_specificity(pattern))
+        for segment in patterns.parse_pattern(pattern):
+            if segment == patterns.DOUBLE_STAR:
+                node.rest.append(entry)
+                return
+            if segment == patterns.STAR:
+                node.star = node.star or TrieNode()
+                node = node.star
+            else:
+                node = node.literal.setdefault(segment, TrieNode())
+        node.exact.append(entry)
+
+    def candidates(self, path):
+        """Return every (route, pattern, specificity) whose pattern matches ``path``."""
+        segments = patterns.split_path(path)
+        found = []
+        stack = [(self.root, 0)]
+        while stack:
+            node, index = stack.pop()
+            found.extend(node.rest)
+            if index == len(segments):
+                found.extend(node.exact)
+                continue
+            segment = segments[index]
+            child = node.literal.get(segment)
+            if child is not None:
+                stack.append((child, index + 1))
+            if node.star is not None and segment != "":
+                stack.append((node.star, index + 1))
+        return found
+
+    def match(self, host, path, method):
+        """Return the RouteMatch for a request, or raise RouteNotFound (404) or MethodNotAllowed (405).
+
+        Among the routes whose host and pattern match, the highest priority wins,
+        then a route with hosts over one without, then the more specific pattern.
+        """
+        matching = [entry for entry in self.candidates(path) if entry[0].matches_host(host)]
+        if not matching:
+            raise RouteNotFound()
+        allowed = [entry for entry in matching if entry[0].allows_method(method)]
+        if not allowed:
+            methods = set()
+            for route, _pattern, _specificity in matching:
+                methods |= route.allowed_methods()
+            raise MethodNotAllowed(method, sorted(methods))
+        route, pattern, _specificity = max(
+            allowed, key=lambda entry: (entry[0].priority, bool(entry[0].hosts), entry[2], entry[0].name)
+        )
+        return RouteMatch(route, pattern)
+
+
+def compile_routes():
+    """Read the enabled routes from the database and return them compiled."""
+    from routing.models import Route
+
+    queryset = (
+        Route.objects.filter(enabled=True)
+        .select_related("upstream")
+        .prefetch_related(
+            "upstream__targets", "roles", "permissions", "rules", "rules__roles", "rules__permissions"
+        )
+    )
+    upstreams = {}
+    compiled = []
+    for route in queryset:
+        upstream = upstreams.get(route.upstream_id)
+        if upstream is None:
+            upstream = CompiledUpstream(
+                name=route.upstream.name,
+                targets=tuple((target.url, target.weight) for target in route.upstream.targets.all()),
+                connect_timeout_seconds=route.upstream.connect_timeout_seconds,
+                read_timeout_seconds=route.upstream.read_timeout_seconds,
+            )
+            upstreams[route.upstream_id] = upstream
+        rules = tuple(
+            CompiledRule(
+                methods=frozenset(patterns.parse_methods(rule.methods)) or None,
+                path=rule.path,
+                path_regex=patterns.compile_pattern(rule.path) if rule.path else None,
+                roles=frozenset(role.name for role in rule.roles.all()),
+                permissions=frozenset(permission.codename for permission in rule.permissions.all()),
+            )
+            for rule in route.rules.all()
+        )
+        compiled.append(
+            CompiledRoute(
+                name=route.name,
+                paths=tuple(patterns.parse_paths(route.paths)),
+                methods=frozenset(patterns.parse_methods(route.methods)) or None,
+                hosts=tuple(patterns.parse_hosts(route.hosts)),
+                upstream=upstream,
+                strip_prefix=route.strip_prefix.rstrip("/"),
+                public=route.auth == route.AUTH_PUBLIC,
+                roles=frozenset(role.name for role in route.roles.all()),
+                permissions=frozenset(permission.codename for permission in route.permissions.all()),
+                priority=route.priority,
+                rules=rules,
+                allow_encoded_slashes=route.allow_encoded_slashes,
+                preserve_host=route.preserve_host,
+            )
+        )
+    return compiled
+
+
+class RouteTableHolder:
+    """The worker's current route table, rebuilt when the configuration version changes.
+
+    The version is read at most once per CONFIG_CHECK_INTERVAL_SECONDS, so the
+    request path makes no database query in between. If the database cannot be
+    reached, the last table built keeps serving.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.table = None
+        self.checked_at = None
+        self.lock = threading.Lock()
+
+    def get(self):
+        """Return the current route table, rebuilding it first if it is due and out of date."""
+        table = self.table
+        now = self.clock()
+        interval = gateway_settings.CONFIG_CHECK_INTERVAL_SECONDS
+        if table is not None and self.checked_at is not None and now - self.checked_at < interval:
+            return table
+        # One thread checks; the others keep serving the table they have.
+        if not self.lock.acquire(blocking=table is None):
+            return table
+        try:
+            if self.table is not None and self.checked_at is not None and self.clock() - self.checked_at < interval:
+                return self.table
+            self.refresh()
+            return self.table
+        finally:
+            self.lock.release()
+
+    def refresh(self):
+        from routing.version import current_version
+
+        self.checked_at = self.clock()
+        try:
+            version = current_version()
+            if self.table is not None and self.table.version == version:
+                return
+            table = RouteTable.build(version, compile_routes())
+        except DatabaseError as exc:
+            if self.table is None:
+                raise
+            logger.warning(
+                "config_check_failed version=%s error=%s; serving the last route table",
+                self.table.version,
+                exc.__class__.__name__,
+            )
+            return
+        previous = self.table.version if self.table is not None else None
+        self.table = table
+        logger.info("route_table_loaded version=%s previous=%s routes=%s", version, previous, len(table.routes))
+
+    def clear(self):
+        """Forget the current table, so that the next request rebuilds it."""
+        with self.lock:
+            self.table = None
+            self.checked_at = None
+
+
+route_tables = RouteTableHolder()

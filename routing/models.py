@@ -1,0 +1,252 @@
+"""Upstreams, their targets, routes and role rules, and the configuration version."""
+
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from accounts.models import ApiPermission, Role
+from routing import patterns
+from routing.conf import gateway_owned_segments
+
+NAME_HELP = "Letters, digits and _ . : - ; used in logs, metrics and the YAML file."
+
+
+class Upstream(models.Model):
+    """A service behind the gateway, reached through one or more targets."""
+
+    name = models.SlugField(max_length=100, unique=True, help_text=NAME_HELP)
+    description = models.CharField(max_length=200, blank=True)
+    connect_timeout_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001)],
+        help_text="Seconds to wait for a TCP connection; empty uses UPSTREAM_CONNECT_TIMEOUT_SECONDS.",
+    )
+    read_timeout_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001)],
+        help_text="Seconds to wait between bytes of the response; empty uses UPSTREAM_READ_TIMEOUT_SECONDS.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+def validate_target_url(value):
+    """Reject a target URL that is not a plain http(s) base URL."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"}:
+        raise ValidationError(f"Target URL {value!r} must start with http:// or https://.", code="invalid_scheme")
+    if not parts.hostname:
+        raise ValidationError(f"Target URL {value!r} has no host.", code="invalid_host")
+    if parts.username or parts.password:
+        raise ValidationError(
+            f"Target URL {value!r} must not contain credentials; add them as headers on the upstream instead.",
+            code="credentials",
+        )
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValidationError(f"Target URL {value!r} must not contain a query or a fragment.", code="query")
+    try:
+        parts.port
+    except ValueError as exc:
+        raise ValidationError(f"Target URL {value!r} has an invalid port.", code="invalid_port") from exc
+
+
+class Target(models.Model):
+    """One address of an upstream: a base URL whose path the forwarded path is appended to."""
+
+    upstream = models.ForeignKey(Upstream, on_delete=models.CASCADE, related_name="targets")
+    url = models.CharField(
+        "target URL",
+        max_length=500,
+        validators=[validate_target_url],
+        help_text="http(s)://host:port with an optional base path, for example http://127.0.0.1:8081/v1.",
+    )
+    weight = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Share of requests relative to the other targets."
+    )
+
+    class Meta:
+        ordering = ["upstream__name", "id"]
+        constraints = [models.UniqueConstraint(fields=["upstream", "url"], name="unique_target_url_per_upstream")]
+
+    def __str__(self):
+        return self.url
+
+    def save(self, *args, **kwargs):
+        self.url = self.url.strip().rstrip("/")
+        super().save(*args, **kwargs)
+
+
+class Route(models.Model):
+    """A set of path patterns, hosts and methods that sends matching requests to an upstream."""
+
+    AUTH_REQUIRED = "required"
+    AUTH_PUBLIC = "public"
+    AUTH_CHOICES = [
+        (AUTH_REQUIRED, "required: a valid access token is needed"),
+        (AUTH_PUBLIC, "public: no token needed, but a presented token is verified"),
+    ]
+
+    name = models.SlugField(max_length=100, unique=True, help_text=NAME_HELP)
+    enabled = models.BooleanField(default=True)
+    paths = models.TextField(
+        help_text="One pattern per line: /api/orders matches that path only, /api/orders/** also everything "
+        "below it, and * matches one segment."
+    )
+    methods = models.CharField(
+        max_length=100, blank=True, help_text="Comma-separated HTTP methods; empty allows all. GET also allows HEAD."
+    )
+    hosts = models.TextField(
+        blank=True, help_text="Host names, one per line (*.example.com allowed); empty matches any host."
+    )
+    upstream = models.ForeignKey(Upstream, on_delete=models.PROTECT, related_name="routes")
+    strip_prefix = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A leading path removed before forwarding, for example /api; it must be a prefix of every pattern.",
+    )
+    auth = models.CharField(max_length=10, choices=AUTH_CHOICES, default=AUTH_REQUIRED)
+    roles = models.ManyToManyField(Role, blank=True, related_name="routes", help_text="The caller needs any one.")
+    permissions = models.ManyToManyField(
+        ApiPermission, blank=True, related_name="routes", help_text="The caller needs all of them."
+    )
+    priority = models.IntegerField(
+        default=0, help_text="When several routes match a request, the highest priority wins."
+    )
+    allow_encoded_slashes = models.BooleanField(
+        default=False,
+        help_text="Forward %2F inside a segment as it is instead of rejecting the request with 400.",
+    )
+    preserve_host = models.BooleanField(
+        default=False, help_text="Send the client's Host header to the upstream instead of the target's host."
+    )
+
+    class Meta:
+        ordering = ["-priority", "name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def path_list(self):
+        return patterns.parse_paths(self.paths)
+
+    @property
+    def method_list(self):
+        return patterns.parse_methods(self.methods)
+
+    @property
+    def host_list(self):
+        return patterns.parse_hosts(self.hosts)
+
+    def clean(self):
+        errors = {}
+        try:
+            paths = patterns.parse_paths(self.paths)
+        except ValidationError as exc:
+            errors["paths"] = exc.messages
+            paths = []
+        else:
+            if not paths:
+                errors["paths"] = ["Enter at least one path pattern."]
+            shadowing = [path for path in paths if shadows_gateway_path(path)]
+            if shadowing:
+                errors["paths"] = [
+                    f"Pattern {path!r} would shadow a path that the gateway serves itself "
+                    f"({', '.join('/' + s for s in sorted(gateway_owned_segments()))}); choose another prefix."
+                    for path in shadowing
+                ]
+            self.paths = "\n".join(paths)
+        for field, parse in (("methods", patterns.parse_methods), ("hosts", patterns.parse_hosts)):
+            try:
+                value = parse(getattr(self, field))
+            except ValidationError as exc:
+                errors[field] = exc.messages
+            else:
+                setattr(self, field, ",".join(value) if field == "methods" else "\n".join(value))
+        if self.strip_prefix:
+            prefix = self.strip_prefix.rstrip("/")
+            if not prefix.startswith("/") or "*" in prefix:
+                errors["strip_prefix"] = [f"Strip prefix {self.strip_prefix!r} must be a literal path such as /api."]
+            else:
+                self.strip_prefix = prefix
+                outside = [path for path in paths if not path_has_prefix(path, prefix)]
+                if outside:
+                    errors["strip_prefix"] = [
+                        f"Strip prefix {prefix!r} is not a prefix of pattern {path!r}." for path in outside
+                    ]
+        if errors:
+            raise ValidationError(errors)
+
+
+def path_has_prefix(pattern, prefix):
+    """Return whether every path that ``pattern`` matches starts with the literal segments of ``prefix``."""
+    prefix_segments = patterns.split_path(prefix)
+    return patterns.literal_prefix(pattern)[: len(prefix_segments)] == prefix_segments
+
+
+def shadows_gateway_path(pattern):
+    """Return whether a pattern names a path under one of the gateway's own first segments.
+
+    Patterns that start with a wildcard, such as ``/**``, are allowed: the gateway
+    serves its own paths before it consults the route table.
+    """
+    prefix = patterns.literal_prefix(pattern)
+    return bool(prefix) and prefix[0] in gateway_owned_segments()
+
+
+class RoleRule(models.Model):
+    """An extra requirement for the requests of a route that match its methods and path."""
+
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="rules")
+    methods = models.CharField(max_length=100, blank=True, help_text="Comma-separated; empty applies to all.")
+    path = models.CharField(
+        max_length=500, blank=True, help_text="A path pattern such as /api/orders/**; empty applies to every path."
+    )
+    roles = models.ManyToManyField(Role, blank=True, related_name="rules", help_text="The caller needs any one.")
+    permissions = models.ManyToManyField(
+        ApiPermission, blank=True, related_name="rules", help_text="The caller needs all of them."
+    )
+
+    class Meta:
+        ordering = ["route__name", "id"]
+        verbose_name = "role rule"
+
+    def __str__(self):
+        methods = self.methods or "any method"
+        return f"{methods} {self.path or 'any path'}"
+
+    def clean(self):
+        errors = {}
+        try:
+            self.methods = ",".join(patterns.parse_methods(self.methods))
+        except ValidationError as exc:
+            errors["methods"] = exc.messages
+        if self.path:
+            try:
+                patterns.parse_pattern(self.path.strip())
+                self.path = self.path.strip()
+            except ValidationError as exc:
+                errors["path"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
+
+
+class ConfigVersion(models.Model):
+    """A single row whose number is bumped on every configuration change."""
+
+    version = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "configuration version"
+
+    def __str__(self):
+        return f"version {self.version}"

@@ -1,0 +1,330 @@
+"""The proxy path: normalize, match, authenticate, authorize, forward and respond."""
+
+import logging
+import time
+
+from django.core.exceptions import DisallowedHost
+from django.http import StreamingHttpResponse
+from django.http.request import split_domain_port
+from rest_framework_simplejwt.exceptions import TokenError
+
+from accounts.tokens import ANONYMOUS, verify_access_token
+from routing import client, headers
+from routing.exceptions import (
+    BadRequest,
+    GatewayError,
+    InvalidPath,
+    InvalidToken,
+    NotAuthenticated,
+    PermissionDenied,
+)
+from routing.matching import route_tables
+from routing.paths import normalize_path, path_from_path_info, raw_request_path
+from routing.problems import problem_response
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("routing.access")
+
+# RFC 9110 section 6.4.1: no content in responses to HEAD, nor with 204 or 304.
+BODILESS_STATUSES = frozenset({204, 304})
+
+
+def handle(request):
+    """Proxy one request and return the response; every GatewayError becomes a problem response.
+
+    Writes one access-log line per request.
+    """
+    started = time.perf_counter()
+    log = {"route": "-", "target": "-"}
+    try:
+        response = proxy(request, log)
+    except GatewayError as exc:
+        response = problem_response(
+            exc.status_code, exc.detail, request.request_id, code=exc.code, headers=exc.response_headers()
+        )
+        log["error"] = exc.log_error
+    write_access_log(request, response.status_code, started, log)
+    return response
+
+
+def proxy(request, log):
+    """Run the pipeline stages for ``request``; ``log`` collects the access-log fields."""
+    path = normalize_request_path(request)
+    host = request_host(request)
+    match = route_tables.get().match(host, path.path, request.method)
+    route = match.route
+    log["route"] = route.name
+
+    # An encoded slash means one thing to the gateway and maybe another upstream.
+    if path.has_encoded_slash and not route.allow_encoded_slashes:
+        raise InvalidPath("The request path contains an encoded slash (%2F).", code="encoded_slash")
+
+    identity = authenticate(request, route)
+    authorize(route, identity, request.method, path.path)
+
+    target = client.choose_target(route.upstream)
+    url = target + forwarded_path(route, path.path) + query_suffix(request)
+    log["target"] = target
+    forward_headers = headers.forward_request_headers(request, identity, request.request_id, route.preserve_host)
+    upstream_response = client.send(route.upstream, request.method, url, forward_headers, request_body(request))
+    return build_response(request, upstream_response)
+
+
+def normalize_request_path(request):
+    """Return the NormalizedPath of the request, from the raw request target where the server passes it."""
+    raw = raw_request_path(request.environ)
+    if raw is None:
+        # NOTE: without RAW_URI (Django's development server) %2F arrives decoded
+        # and cannot be rejected; gunicorn passes the raw request target.
+        raw = path_from_path_info(request.path_info)
+    return normalize_path(raw)
+
+
+def request_host(request):
+    """Return the request's host in lower case without the port, or raise BadRequest (400)."""
+    try:
+        host = request.get_host()
+    except DisallowedHost as exc:
+        raise BadRequest("The Host header is invalid or not allowed.", code="invalid_host") from exc
+    domain, _port = split_domain_port(host)
+    return domain.lower()
+
+
+def bearer_token(request):
+    """Return the Bearer token of the request, None when there is none, or raise InvalidToken."""
+    authorization = request.META.get("HTTP_AUTHORIZATION")
+    if authorization is None:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    # RFC 9110 section 11.1: the scheme is matched case-insensitively.
+    if scheme.lower() != "bearer":
+        return None
+    token = credentials.strip()
+    if not token or any(character.isspace() or character == "," for character in token):
+        raise InvalidToken("The Authorization header does not hold exactly one Bearer token.")
+    return token
+
+
+def authenticate(request, route):
+    """Return the caller's Identity, ANONYMOUS on a public route without a token, or raise a 401 error.
+
+    A token that is presented is always verified, on public routes too.
+    """
+    token = bearer_token(request)
+    if token is None:
+        if route.public:
+            return ANONYMOUS
+        raise NotAuthenticated()
+    try:
+        return verify_access_token(token)
+    except TokenError as exc:
+        raise InvalidToken(log_error=f"invalid_token reason={exc.__class__.__name__}") from exc
+
+
+def authorize(route, identity, method, path):
+    """Raise NotAuthenticated (401) or PermissionDenied (403) unless ``identity`` meets every requirement.
+
+    The route's own roles and permissions apply to every request, and each of its
+    role rules to the requests whose method and path it covers.
+    """
+    requirements = [(route.roles, route.permissions)]
+    for rule in route.rules:
+        if rule.applies_to(method, path) or (method == "HEAD" and rule.applies_to("GET", path)):
+            requirements.append((rule.roles, rule.permissions))
+
+    for roles, permissions in requirements:
+        # A requirement with neither roles nor permissions asks for nothing.
+        if not roles and not permissions:
+            continue
+        # An anonymous caller on a public route must first present a token.
+        if identity is ANONYMOUS:
+            raise NotAuthenticated("This request requires an access token with a role or permission.")
+        if roles and not roles & identity.roles:
+            raise PermissionDenied(f"This request needs one of the roles: {', '.join(sorted(roles))}.")
+        missing = permissions - identity.permissions
+        if missing:
+            raise PermissionDenied(f"This request needs the permissions: {', '.join(sorted(missing))}.")
+
+
+def forwarded_path(route, path):
+    """Return the path to append to the target URL: ``path`` without the route's strip prefix."""
+    prefix = route.strip_prefix
+    if not prefix:
+        return path
+    if path == prefix:
+        return "/"
+    if path.startswith(prefix + "/"):
+        return path[len(prefix) :]
+    return path
+
+
+def query_suffix(request):
+    """Return ``?`` and the query string exactly as the client sent it, or an empty string."""
+    query = request.META.get("QUERY_STRING", "")
+    return "?" + query if query else ""
+
+
+class RequestBody:
+    """The client's request body, read in chunks as the upstream connection sends it.
+
+    ``__len__`` lets requests send a Content-Length instead of chunked encoding.
+    """
+
+    def __init__(self, stream, length, chunk_size):
+        self.stream = stream
+        self.length = length
+        self.chunk_size = chunk_size
+
+    def __len__(self):
+        return self.length
+
+    def __iter__(self):
+        remaining = self.length
+        while remaining > 0:
+            chunk = self.stream.read(min(self.chunk_size, remaining))
+            if not chunk:
+                raise BadRequest("The request body ended before its Content-Length.", code="incomplete_body")
+            remaining -= len(chunk)
+            yield chunk
+
+
+def chunked_body(stream, chunk_size):
+    """Yield a chunked request body until the WSGI server reports its end."""
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            return
+        yield chunk
+
+
+def request_body(request):
+    """Return the body to stream upstream: a RequestBody, a generator for chunked input, or None."""
+    from routing.conf import gateway_settings
+
+    chunk_size = gateway_settings.STREAM_CHUNK_BYTES
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Django reads no body without Content-Length, so read the WSGI input,
+        # which gunicorn decodes from chunked transfer coding.
+        return chunked_body(request.environ["wsgi.input"], chunk_size)
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError as exc:
+        raise BadRequest("The Content-Length header is not a number.", code="invalid_content_length") from exc
+    if length < 0:
+        raise BadRequest("The Content-Length header is negative.", code="invalid_content_length")
+    if length == 0:
+        return None
+    return RequestBody(request, length, chunk_size)
+
+
+class UpstreamBody:
+    """The upstream response body as it arrives, compressed bytes passed through untouched."""
+
+    def __init__(self, upstream_response, chunk_size, request_id):
+        self.upstream_response = upstream_response
+        self.chunk_size = chunk_size
+        self.request_id = request_id
+        self.complete = False
+
+    def __iter__(self):
+        raw = self.upstream_response.raw
+        try:
+            yield from raw.stream(self.chunk_size, decode_content=False)
+        except Exception as exc:
+            # The status line has been sent, so the only signal left to the client
+            # is a connection closed before the end of the body.
+            logger.error(
+                "upstream_body_failed request_id=%s error=%s", self.request_id, exc.__class__.__name__
+            )
+            raise
+        self.complete = True
+
+    def close(self):
+        """Return the connection to the pool after a full read, or drop it after a partial one."""
+        raw = self.upstream_response.raw
+        if not self.complete:
+            raw.close()
+        raw.release_conn()
+
+
+class ProxyResponse(StreamingHttpResponse):
+    """A streamed upstream response whose headers are sent exactly as the upstream listed them.
+
+    Django's header mapping holds one value per name, so repeated fields such as
+    Set-Cookie are kept in ``upstream_headers`` and emitted by ``items()``.
+    """
+
+    is_proxied = True
+
+    def __init__(self, streaming_content, status, reason, upstream_headers):
+        super().__init__(streaming_content, status=status, reason=reason)
+        del self.headers["Content-Type"]
+        self.upstream_headers = upstream_headers
+
+    def items(self):
+        return [*self.headers.items(), *self.upstream_headers]
+
+    def has_header(self, header):
+        lower = header.lower()
+        return super().has_header(header) or any(name.lower() == lower for name, _ in self.upstream_headers)
+
+    __contains__ = has_header
+
+
+def build_response(request, upstream_response):
+    """Return the client response for a streamed upstream response."""
+    from routing.conf import gateway_settings
+
+    status = upstream_response.status_code
+    body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id)
+    if request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200:
+        content = iter(())
+        body.complete = _drain_empty(upstream_response)
+    else:
+        content = body
+    response = ProxyResponse(
+        content,
+        status=status,
+        reason=upstream_response.reason or None,
+        upstream_headers=headers.response_headers(upstream_response.raw.headers.items()),
+    )
+    response._resource_closers.append(body.close)
+    return response
+
+
+def _drain_empty(upstream_response):
+    """Return whether the upstream connection can be reused after a response without a body."""
+    return upstream_response.raw.length_remaining in (0, None) and not upstream_response.raw.chunked
+
+
+def loggable(value, limit=200):
+    """Return ``value`` cut to ``limit`` characters with control characters escaped, safe for one log line."""
+    value = value[:limit]
+    if value.isprintable():
+        return value
+    return value.encode("unicode_escape").decode("ascii")
+
+
+def write_access_log(request, status, started, log):
+    """Write the request's access-log line, at a level derived from its status."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if status >= 500:
+        level = logging.ERROR
+    elif status >= 400:
+        level = logging.WARNING
+    else:
+        level = logging.INFO
+    client_ip, _trusted = headers.client_address(request)
+    access_logger.log(
+        level,
+        "request_id=%s method=%s path=%s route=%s target=%s status=%s elapsed_ms=%.1f client=%s error=%s",
+        request.request_id,
+        request.method,
+        loggable(request.path_info),
+        log["route"],
+        log["target"],
+        status,
+        elapsed_ms,
+        client_ip,
+        log.get("error", "-"),
+    )
