@@ -4,7 +4,9 @@ import threading
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import SKIP_HEADER
+from urllib3.util.url import _encode_target
 
 from routing.conf import gateway_settings
 from routing.exceptions import NoHealthyTarget, UpstreamTimeout, UpstreamUnavailable
@@ -12,6 +14,43 @@ from routing.exceptions import NoHealthyTarget, UpstreamTimeout, UpstreamUnavail
 _sessions = {}
 _balancers = {}
 _lock = threading.Lock()
+# The request target (path and query) of the request this thread is sending.
+_raw_target = threading.local()
+
+
+class RawTargetMixin:
+    """Send the request target as the client wrote it.
+
+    urllib3 percent-encodes characters such as '[' and ']' in the query and
+    upper-cases existing escapes. The gateway forwards the client's query byte
+    for byte, so it swaps the raw target back in when urllib3's encoding of it
+    is the target about to be sent.
+    """
+
+    def _make_request(self, conn, method, url, *args, **kwargs):
+        raw = getattr(_raw_target, "value", None)
+        if raw is not None and raw != url and _encode_target(raw) == url:
+            url = raw
+        return super()._make_request(conn, method, url, *args, **kwargs)
+
+
+class RawTargetHTTPConnectionPool(RawTargetMixin, HTTPConnectionPool):
+    pass
+
+
+class RawTargetHTTPSConnectionPool(RawTargetMixin, HTTPSConnectionPool):
+    pass
+
+
+class UpstreamAdapter(HTTPAdapter):
+    """An HTTPAdapter whose pools keep the request target unchanged."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": RawTargetHTTPConnectionPool,
+            "https": RawTargetHTTPSConnectionPool,
+        }
 
 
 def get_session(upstream_name):
@@ -26,7 +65,7 @@ def get_session(upstream_name):
             # Proxy variables, .netrc credentials and CA bundles from the
             # environment must not change where or how requests are sent.
             session.trust_env = False
-            adapter = HTTPAdapter(
+            adapter = UpstreamAdapter(
                 pool_connections=4, pool_maxsize=gateway_settings.UPSTREAM_POOL_SIZE, max_retries=0
             )
             session.mount("http://", adapter)
@@ -77,9 +116,10 @@ def timeouts(upstream):
     return (connect, read)
 
 
-def send(upstream, method, url, headers, body):
+def send(upstream, method, url, headers, body, raw_target=None):
     """Send one request to ``url`` and return the streamed requests.Response.
 
+    ``raw_target`` is the path and query to put on the request line unchanged.
     Raise UpstreamTimeout (504) when the connect or read timeout passes, and
     UpstreamUnavailable (502) when the connection is refused, reset or the answer
     is not HTTP. The messages never contain the target URL, which only the log shows.
@@ -101,6 +141,7 @@ def send(upstream, method, url, headers, body):
     prepared = requests.Request(method, url, headers=header_map, data=body).prepare()
     # requests re-quotes the URL; the normalized path and the raw query are final.
     prepared.url = url
+    _raw_target.value = raw_target
     try:
         return get_session(upstream.name).send(
             prepared, stream=True, timeout=timeouts(upstream), allow_redirects=False
@@ -115,3 +156,5 @@ def send(upstream, method, url, headers, body):
         raise UpstreamUnavailable(
             "The upstream sent a malformed response.", log_error=exc.__class__.__name__
         ) from exc
+    finally:
+        _raw_target.value = None

@@ -9,7 +9,7 @@ upstream cannot read a path other than the one the gateway authorized. The rules
 - Repeated slashes collapse into one; ``.`` and ``..`` segments are resolved as in
   RFC 3986 section 5.2.4, and a ``..`` that would climb above the root is rejected.
 - Rejected with 400: an encoded dot segment (``%2E%2E``), a backslash raw or encoded,
-  control bytes raw or encoded (NUL included), a malformed escape, bytes that are
+  control bytes raw or encoded (NUL included), a raw space, a malformed escape, bytes that are
   not valid UTF-8 once decoded (overlong forms included), and a path that does not
   start with ``/``.
 - An encoded slash (``%2F``) stays encoded inside its segment and is flagged, so that
@@ -118,7 +118,7 @@ def normalize_segment(raw_segment):
             if byte in UNRESERVED:
                 parts.append(chr(byte))
             else:
-                check_control(byte)
+                check_control(byte, allow_space=True)
                 parts.append(f"%{byte:02X}")
         else:
             index += 1
@@ -142,9 +142,9 @@ def normalize_segment(raw_segment):
     return segment, encoded_slash
 
 
-def check_control(byte):
-    """Raise InvalidPath for a control byte (C0 controls, DEL) or a space."""
-    if byte < 0x21 or byte == 0x7F:
+def check_control(byte, allow_space=False):
+    """Raise InvalidPath for a control byte (C0 controls, DEL), and for a space unless ``allow_space``."""
+    if byte < 0x20 or byte == 0x7F or (byte == 0x20 and not allow_space):
         raise InvalidPath("The request path contains a control character or a space.", code="control_character")
 
 

@@ -2,6 +2,7 @@
 
 import logging
 import time
+from urllib.parse import urlsplit
 
 from django.core.exceptions import DisallowedHost
 from django.http import StreamingHttpResponse
@@ -63,10 +64,14 @@ def proxy(request, log):
     authorize(route, identity, request.method, path.path)
 
     target = client.choose_target(route.upstream)
-    url = target + forwarded_path(route, path.path) + query_suffix(request)
+    target_path = target_base_path(target) + forwarded_path(route, path.path)
+    query = query_suffix(request)
+    url = target + forwarded_path(route, path.path) + query
     log["target"] = target
     forward_headers = headers.forward_request_headers(request, identity, request.request_id, route.preserve_host)
-    upstream_response = client.send(route.upstream, request.method, url, forward_headers, request_body(request))
+    upstream_response = client.send(
+        route.upstream, request.method, url, forward_headers, request_body(request), raw_target=target_path + query
+    )
     return build_response(request, upstream_response)
 
 
@@ -158,10 +163,23 @@ def forwarded_path(route, path):
     return path
 
 
+def target_base_path(target):
+    """Return the base path of a target URL, such as ``/v1`` for ``http://host:8080/v1``."""
+    return urlsplit(target).path.rstrip("/")
+
+
 def query_suffix(request):
-    """Return ``?`` and the query string exactly as the client sent it, or an empty string."""
+    """Return ``?`` and the query string exactly as the client sent it, or an empty string.
+
+    Raise BadRequest (400) for a query with a space or a control character, which
+    no HTTP/1.1 request line may carry (RFC 9112 section 3.2).
+    """
     query = request.META.get("QUERY_STRING", "")
-    return "?" + query if query else ""
+    if not query:
+        return ""
+    if any(ord(character) < 0x21 or ord(character) == 0x7F for character in query):
+        raise BadRequest("The query string contains a space or a control character.", code="invalid_query")
+    return "?" + query
 
 
 class RequestBody:

@@ -1,0 +1,215 @@
+"""Shared fixtures: a recording upstream, routes, users with roles and their tokens, and a gunicorn gateway."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings as django_settings
+
+from accounts.models import ApiPermission, Role, User
+from accounts.tokens import RefreshToken, issue_access_token
+from routing import client as forwarding_client
+from routing.matching import route_tables
+from routing.models import Route, RoleRule, Target, Upstream
+from tests.upstream import RecordingUpstream
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def fresh_route_table():
+    """Start every test with no route table and no pooled connections, as a new worker would."""
+    route_tables.clear()
+    forwarding_client._balancers.clear()
+    yield
+    route_tables.clear()
+    for session in forwarding_client._sessions.values():
+        session.close()
+    forwarding_client._sessions.clear()
+
+
+def read_response(response):
+    """Read a response of Django's test client to the end, as a WSGI server would.
+
+    The test client closes a streamed response when its content is exhausted,
+    which returns the upstream connection to its pool.
+    """
+    if response.streaming:
+        response.content_bytes = b"".join(response.streaming_content)
+    else:
+        response.content_bytes = response.content
+    return response
+
+
+@pytest.fixture
+def upstream():
+    server = RecordingUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_upstream(db):
+    """Return a function that stores an Upstream with one target per URL."""
+
+    def make(name="service", urls=(), **fields):
+        upstream_row = Upstream.objects.create(name=name, **fields)
+        for url in urls:
+            Target.objects.create(upstream=upstream_row, url=url)
+        return upstream_row
+
+    return make
+
+
+def role_objects(names):
+    return [Role.objects.get_or_create(name=name)[0] for name in names]
+
+
+def permission_objects(codenames):
+    return [ApiPermission.objects.get_or_create(codename=codename)[0] for codename in codenames]
+
+
+@pytest.fixture
+def make_route(db, make_upstream):
+    """Return a function that stores a validated Route, with its upstream and role rules."""
+
+    def make(name="orders", paths="/api/orders/**", upstream_url=None, upstream_row=None, roles=(),
+             permissions=(), rules=(), **fields):
+        if upstream_row is None:
+            upstream_row = make_upstream(name=f"{name}-upstream", urls=[upstream_url] if upstream_url else [])
+        route = Route(name=name, paths=paths, upstream=upstream_row, **fields)
+        route.full_clean()
+        route.save()
+        route.roles.set(role_objects(roles))
+        route.permissions.set(permission_objects(permissions))
+        for rule_fields in rules:
+            rule_fields = dict(rule_fields)
+            rule_roles = rule_fields.pop("roles", ())
+            rule_permissions = rule_fields.pop("permissions", ())
+            rule = RoleRule(route=route, **rule_fields)
+            rule.full_clean()
+            rule.save()
+            rule.roles.set(role_objects(rule_roles))
+            rule.permissions.set(permission_objects(rule_permissions))
+        return route
+
+    return make
+
+
+@pytest.fixture
+def make_user(db):
+    """Return a function that stores an active user with roles and direct API permissions."""
+
+    def make(username="alice", password="correct horse battery", roles=(), permissions=(), **fields):
+        user = User.objects.create_user(username=username, password=password, **fields)
+        user.roles.set(role_objects(roles))
+        user.api_permissions.set(permission_objects(permissions))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def token_for(db):
+    """Return a function that issues an access token for a user, as /auth/token would."""
+
+    def issue(user):
+        refresh = RefreshToken.for_user(user)
+        return str(issue_access_token(refresh, user))
+
+    return issue
+
+
+@pytest.fixture
+def auth_header(make_user, token_for):
+    """Return a function that makes a user with the given roles and permissions and returns its Authorization header."""
+    counter = iter(range(10_000))
+
+    def header(roles=(), permissions=()):
+        user = make_user(username=f"user{next(counter)}", roles=roles, permissions=permissions)
+        return {"Authorization": f"Bearer {token_for(user)}"}
+
+    return header
+
+
+@pytest.fixture
+def gateway(live_server, settings):
+    """The gateway under Django's live server, checking the configuration version on every request."""
+    settings.GATEWAY = {**settings.GATEWAY, "CONFIG_CHECK_INTERVAL_SECONDS": 0}
+    return live_server.url
+
+
+@pytest.fixture
+def http():
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port, process, timeout_seconds=20):
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"gunicorn did not listen on port {port} within {timeout_seconds} s")
+
+
+@pytest.fixture
+def gunicorn_gateway(transactional_db, tmp_path):
+    """Return a function that starts the gateway under gunicorn on the test database and returns its URL."""
+    processes = []
+
+    def start(workers=2, threads=4, env=None):
+        database = django_settings.DATABASES["default"]
+        if database["ENGINE"] != "django.db.backends.sqlite3":
+            pytest.skip("the gunicorn fixture shares the SQLite test database only")
+        port = free_port()
+        process_env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{database['NAME']}",
+            "JWTGATE_SECRET_KEY": django_settings.SECRET_KEY,
+            "JWTGATE_SIGNING_KEY": django_settings.SIMPLE_JWT["SIGNING_KEY"],
+            "JWTGATE_CONFIG_CHECK_INTERVAL_SECONDS": "0.2",
+            "JWTGATE_VAR_DIR": str(tmp_path),
+            **(env or {}),
+        }
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        log = open(log_path, "wb")
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "gatewaysite.wsgi:application",
+                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+                "--worker-class", "gthread", "--graceful-timeout", "2", "--timeout", "30",
+            ],
+            cwd=BASE_DIR, env=process_env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        processes.append((process, log, log_path))
+        wait_for_port(port, process)
+        return f"http://127.0.0.1:{port}"
+
+    start.logs = lambda: "".join(path.read_text(errors="replace") for _, _, path in processes)
+    yield start
+    for process, log, _path in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
