@@ -15,4 +15,6 @@ class AccountsConfig(AppConfig):
         version.watch_m2m(self.get_model("Role").permissions.through)
 
     def ready(self):
+        from accounts import signals  # noqa: F401 - connects the login receivers
+
         self.setup_signals()

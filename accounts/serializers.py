@@ -6,7 +6,9 @@ from rest_framework import exceptions, serializers
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 
+from accounts.throttling import login_throttle
 from accounts.tokens import AccessToken, RefreshToken, issue_access_token
+from routing.headers import client_address
 
 
 def token_pair_data(refresh, access):
@@ -31,11 +33,17 @@ class TokenObtainSerializer(serializers.Serializer):
     }
 
     def validate(self, attrs):
-        user = authenticate(
-            request=self.context.get("request"), username=attrs["username"], password=attrs["password"]
-        )
+        request = self.context["request"]
+        client_ip, _trusted = client_address(request)
+        # The check comes before authenticate(), so a blocked caller learns
+        # nothing about the password, and known and unknown users cost the same.
+        wait = login_throttle.retry_after(attrs["username"], client_ip)
+        if wait:
+            raise exceptions.Throttled(wait, detail=f"Too many failed logins; try again in {wait} seconds.")
+        user = authenticate(request=request, username=attrs["username"], password=attrs["password"])
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
+        login_throttle.reset_username(user.get_username())
         refresh = RefreshToken.for_user(user)
         return token_pair_data(refresh, issue_access_token(refresh, user))
 

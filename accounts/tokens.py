@@ -1,7 +1,14 @@
 """Access and refresh tokens with the gateway's claims, and stateless verification."""
 
+import base64
+import binascii
 import functools
+import hashlib
+import json
 from dataclasses import dataclass
+
+import jwt
+import jwt.algorithms
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -14,6 +21,49 @@ ROLES_CLAIM = "roles"
 PERMISSIONS_CLAIM = "permissions"
 
 
+class GatewayTokenBackend(TokenBackend):
+    """A TokenBackend that writes the key id (``kid``) into the header of every token it signs."""
+
+    def __init__(self, *args, key_id, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key_id = key_id
+
+    def encode(self, payload):
+        jwt_payload = payload.copy()
+        if self.audience is not None:
+            jwt_payload["aud"] = self.audience
+        if self.issuer is not None:
+            jwt_payload["iss"] = self.issuer
+        return jwt.encode(
+            jwt_payload, self.prepared_signing_key, algorithm=self.algorithm, headers={"kid": self.key_id}
+        )
+
+
+def signing_key_id(options):
+    """Return the key id of the configured key: SIGNING_KEY_ID when set, else one derived from the key.
+
+    For an RSA or EC key it is the RFC 7638 thumbprint of the public key; for an
+    HMAC secret it is a SHA-256 digest, which does not reveal the secret.
+    """
+    if options.get("SIGNING_KEY_ID"):
+        return options["SIGNING_KEY_ID"]
+    algorithm = options["ALGORITHM"]
+    if algorithm.startswith("HS"):
+        digest = hashlib.sha256(b"jwtgate-kid:" + options["SIGNING_KEY"].encode()).digest()
+        return base64.urlsafe_b64encode(digest[:12]).decode().rstrip("=")
+    implementation = jwt.algorithms.get_default_algorithms()[algorithm]
+    public_jwk = json.loads(implementation.to_jwk(implementation.prepare_key(options["VERIFYING_KEY"])))
+    return jwk_thumbprint(public_jwk)
+
+
+def jwk_thumbprint(public_jwk):
+    """Return the RFC 7638 SHA-256 thumbprint of a public JWK, base64url-encoded."""
+    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+    members = {name: public_jwk[name] for name in required[public_jwk["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).decode().rstrip("=")
+
+
 @functools.cache
 def get_token_backend():
     """Return the TokenBackend built from the current SIMPLE_JWT settings.
@@ -22,13 +72,14 @@ def get_token_backend():
     when a test or a reload changes SIMPLE_JWT.
     """
     options = settings.SIMPLE_JWT
-    return TokenBackend(
+    return GatewayTokenBackend(
         algorithm=options["ALGORITHM"],
         signing_key=options["SIGNING_KEY"],
         verifying_key=options.get("VERIFYING_KEY") or "",
         audience=options.get("AUDIENCE"),
         issuer=options.get("ISSUER"),
         leeway=options.get("LEEWAY", 0),
+        key_id=signing_key_id(options),
     )
 
 
@@ -79,27 +130,109 @@ class Identity:
 ANONYMOUS = Identity(user_id="", roles=frozenset(), permissions=frozenset())
 
 
-def string_set(value):
-    """Return ``value`` as a frozenset when it is a list of strings; anything else grants nothing."""
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return frozenset(value)
-    return frozenset()
+# Header parameters that point at keys elsewhere or embed one (RFC 7515 section 4.1).
+# The gateway verifies with its own key only, so a token naming another key is rejected.
+FOREIGN_KEY_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256"})
+BASE64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+DEFAULT_MAX_TOKEN_BYTES = 8192
 
 
-def verify_access_token(raw_token):
+class MalformedToken(TokenError):
+    """A token rejected before its signature is checked."""
+
+
+def reject_duplicate_keys(pairs):
+    """Build a JSON object, raising MalformedToken when a member name repeats (RFC 7515 section 5.2)."""
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise MalformedToken(f"Token JSON repeats the member {key!r}.")
+        result[key] = value
+    return result
+
+
+def decode_segment(segment, name):
+    """Return the JSON object in one base64url segment of a compact JWS, or raise MalformedToken."""
+    if not segment or not set(segment) <= BASE64URL_ALPHABET:
+        raise MalformedToken(f"Token {name} is not base64url.")
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(data, object_pairs_hook=reject_duplicate_keys)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedToken(f"Token {name} is not base64url-encoded JSON.") from exc
+    if not isinstance(value, dict):
+        raise MalformedToken(f"Token {name} is not a JSON object.")
+    return value
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_string_list(value):
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+# The type each claim must have when present; PyJWT would accept a string "exp".
+CLAIM_TYPES = {
+    "exp": (is_number, "a number"),
+    "iat": (is_number, "a number"),
+    "nbf": (is_number, "a number"),
+    "sub": (lambda value: isinstance(value, str), "a string"),
+    "jti": (lambda value: isinstance(value, str), "a string"),
+    "iss": (lambda value: isinstance(value, str), "a string"),
+    "token_type": (lambda value: isinstance(value, str), "a string"),
+    "aud": (lambda value: isinstance(value, str) or is_string_list(value), "a string or a list of strings"),
+    ROLES_CLAIM: (is_string_list, "a list of strings"),
+    PERMISSIONS_CLAIM: (is_string_list, "a list of strings"),
+}
+
+
+def check_token_structure(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
+    """Raise MalformedToken unless ``raw_token`` is a well-formed compact JWS for the configured key.
+
+    Checks, before any signature work: the size, three base64url segments, JSON
+    objects without repeated members, the ``alg`` of the configured key, a
+    ``kid`` equal to the gateway's own, no ``crit`` and no foreign key headers,
+    and the type of every known claim.
+    """
+    if len(raw_token) > max_bytes:
+        raise MalformedToken(f"Token is longer than {max_bytes} bytes.")
+    segments = raw_token.split(".")
+    if len(segments) != 3:
+        raise MalformedToken("Token does not have three segments.")
+    header = decode_segment(segments[0], "header")
+    payload = decode_segment(segments[1], "payload")
+    if not segments[2]:
+        raise MalformedToken("Token has no signature.")
+
+    backend = get_token_backend()
+    if header.get("alg") != backend.algorithm:
+        raise MalformedToken("Token algorithm is not the gateway's.")
+    if "kid" in header and header["kid"] != backend.key_id:
+        raise MalformedToken("Token key id is not the gateway's.")
+    if "crit" in header or FOREIGN_KEY_HEADERS & header.keys():
+        raise MalformedToken("Token header names a key or an extension the gateway does not use.")
+    for claim, (check, expected) in CLAIM_TYPES.items():
+        if claim in payload and not check(payload[claim]):
+            raise MalformedToken(f"Token claim {claim!r} is not {expected}.")
+
+
+def verify_access_token(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
     """Return the Identity in a valid access token, or raise TokenError.
 
     The signature algorithm comes from the settings, never from the token header;
-    ``exp`` and ``jti`` are required, ``iss`` and ``aud`` are checked when
-    configured, and a refresh token is rejected by its ``token_type`` claim.
-    No database query is made.
+    ``exp`` and ``jti`` are required, ``nbf`` and ``iat`` may not lie in the future
+    beyond the leeway, ``iss`` and ``aud`` are checked when configured, and a
+    refresh token is rejected by its ``token_type`` claim. No database query is made.
     """
+    check_token_structure(raw_token, max_bytes)
     token = AccessToken(raw_token)
     subject = token.get(settings.SIMPLE_JWT.get("USER_ID_CLAIM", "sub"))
     if not isinstance(subject, str) or not subject:
         raise TokenError("Token has no subject.")
     return Identity(
         user_id=subject,
-        roles=string_set(token.get(ROLES_CLAIM)),
-        permissions=string_set(token.get(PERMISSIONS_CLAIM)),
+        roles=frozenset(token.get(ROLES_CLAIM) or ()),
+        permissions=frozenset(token.get(PERMISSIONS_CLAIM) or ()),
     )

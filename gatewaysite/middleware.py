@@ -1,7 +1,12 @@
-"""Request ids: taken from a sane X-Request-ID header or generated, and echoed in responses."""
+"""Request ids, and problem responses for failures on the gateway's own paths."""
 
+import logging
 import re
 import uuid
+
+from routing.problems import problem_response
+
+logger = logging.getLogger(__name__)
 
 # Long enough for a UUID or a trace id, without characters that could split a header or a log line.
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -30,3 +35,27 @@ class RequestIdMiddleware:
         if not getattr(response, "is_proxied", False):
             response.headers.setdefault("X-Request-ID", request.request_id)
         return response
+
+
+def server_error(request, *args, **kwargs):
+    """Return a 500 problem response without details (the handler500 view)."""
+    return problem_response(
+        500, "The gateway failed to handle the request.", getattr(request, "request_id", "-"), code="internal_error"
+    )
+
+
+class ProblemExceptionMiddleware:
+    """Answer an exception raised by a gateway-owned view with a bare 500 problem, also when DEBUG is on.
+
+    The traceback goes to the log, never into the response.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        logger.exception("view_failed request_id=%s path=%s", getattr(request, "request_id", "-"), request.path)
+        return server_error(request)

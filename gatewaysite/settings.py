@@ -61,7 +61,7 @@ SECRET_KEY = os.environ.get("JWTGATE_SECRET_KEY") or read_or_create_secret(VAR_D
 ALLOWED_HOSTS = env_list("JWTGATE_ALLOWED_HOSTS", ["*"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "gatewaysite.apps.ConsoleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 # gateway-owned paths (tokens, console, health) pass the middleware below it.
 MIDDLEWARE = [
     "gatewaysite.middleware.RequestIdMiddleware",
+    "gatewaysite.middleware.ProblemExceptionMiddleware",
     "routing.middleware.ProxyDispatchMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -173,6 +174,7 @@ SIMPLE_JWT = {
     "ALGORITHM": os.environ.get("JWTGATE_JWT_ALGORITHM", "HS256"),
     "SIGNING_KEY": SIGNING_KEY,
     "VERIFYING_KEY": os.environ.get("JWTGATE_VERIFYING_KEY", ""),
+    "SIGNING_KEY_ID": os.environ.get("JWTGATE_SIGNING_KEY_ID", ""),
     "ISSUER": os.environ.get("JWTGATE_JWT_ISSUER", "jwtgate"),
     "AUDIENCE": os.environ.get("JWTGATE_JWT_AUDIENCE") or None,
     "LEEWAY": timedelta(seconds=int(os.environ.get("JWTGATE_JWT_LEEWAY_SECONDS", "30"))),
@@ -196,6 +198,24 @@ GATEWAY = {
     "CONFIG_CHECK_INTERVAL_SECONDS": float(os.environ.get("JWTGATE_CONFIG_CHECK_INTERVAL_SECONDS", "1")),
     "TRUSTED_PROXIES": env_list("JWTGATE_TRUSTED_PROXIES", []),
     "EXTRA_IDENTITY_HEADERS": env_list("JWTGATE_EXTRA_IDENTITY_HEADERS", []),
+    "MAX_REQUEST_BODY_BYTES": int(os.environ.get("JWTGATE_MAX_REQUEST_BODY_BYTES", str(64 * 1024 * 1024))),
+    "MAX_REQUEST_HEADER_BYTES": int(os.environ.get("JWTGATE_MAX_REQUEST_HEADER_BYTES", str(32 * 1024))),
+    "ACCESS_TOKEN_MAX_BYTES": int(os.environ.get("JWTGATE_ACCESS_TOKEN_MAX_BYTES", "8192")),
+    "LOGIN_FAILURE_LIMIT": int(os.environ.get("JWTGATE_LOGIN_FAILURE_LIMIT", "5")),
+    "LOGIN_FAILURE_WINDOW_SECONDS": int(os.environ.get("JWTGATE_LOGIN_FAILURE_WINDOW_SECONDS", "300")),
+}
+
+# Shared state of the workers: login-failure counters. The embedded default
+# keeps them in a database table so that every worker and instance on the
+# same database sees them; REDIS_URL moves them to Redis.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "jwtgate"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "jwtgate_cache"}
+    ),
 }
 
 LOGGING = {

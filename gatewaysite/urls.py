@@ -6,9 +6,7 @@ from django.urls import include, path
 
 from routing import views
 
-admin.site.site_header = "jwtgate console"
-admin.site.site_title = "jwtgate console"
-admin.site.index_title = "Routes, upstreams and roles"
+handler500 = "gatewaysite.middleware.server_error"
 
 urlpatterns = [
     path("auth/", include("accounts.urls")),

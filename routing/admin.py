@@ -44,7 +44,7 @@ class RouteAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "enabled", "upstream", "priority"]}),
         ("Matching", {"fields": ["paths", "methods", "hosts"]}),
         ("Access", {"fields": ["auth", "roles", "permissions"]}),
-        ("Forwarding", {"fields": ["strip_prefix", "preserve_host", "allow_encoded_slashes"]}),
+        ("Forwarding", {"fields": ["strip_prefix", "preserve_host", "allow_encoded_slashes", "max_body_bytes"]}),
     ]
 
     def get_queryset(self, request):

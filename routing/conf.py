@@ -19,6 +19,15 @@ DEFAULTS = {
     "UPSTREAM_POOL_SIZE": 32,
     # Bytes read from the client or the upstream per chunk while streaming.
     "STREAM_CHUNK_BYTES": 64 * 1024,
+    # Request bodies above this size get 413, unless a route sets its own limit.
+    "MAX_REQUEST_BODY_BYTES": 64 * 1024 * 1024,
+    # Request headers (names and values together) above this size get 431.
+    "MAX_REQUEST_HEADER_BYTES": 32 * 1024,
+    # Bearer tokens above this size get 401 before any decoding work.
+    "ACCESS_TOKEN_MAX_BYTES": 8 * 1024,
+    # Failed logins per username and per client address before 429.
+    "LOGIN_FAILURE_LIMIT": 5,
+    "LOGIN_FAILURE_WINDOW_SECONDS": 300,
 }
 
 # First path segments served by the gateway itself, besides the console prefix.

@@ -82,6 +82,18 @@ class MethodNotAllowed(GatewayError):
         return {"Allow": ", ".join(self.allowed)}
 
 
+class RequestBodyTooLarge(GatewayError):
+    status_code = 413
+    default_detail = _("The request body is larger than this route accepts.")
+    default_code = "body_too_large"
+
+
+class RequestHeadersTooLarge(GatewayError):
+    status_code = 431
+    default_detail = _("The request header fields are too large.")
+    default_code = "headers_too_large"
+
+
 class UpstreamUnavailable(GatewayError):
     status_code = 502
     default_detail = _("The upstream could not be reached.")

@@ -52,6 +52,7 @@ class CompiledRoute:
     rules: tuple
     allow_encoded_slashes: bool = False
     preserve_host: bool = False
+    max_body_bytes: int | None = None
 
     def allows_method(self, method):
         if self.methods is None:
@@ -206,6 +207,7 @@ def compile_routes():
                 rules=rules,
                 allow_encoded_slashes=route.allow_encoded_slashes,
                 preserve_host=route.preserve_host,
+                max_body_bytes=route.max_body_bytes,
             )
         )
     return compiled

@@ -127,6 +127,11 @@ class Route(models.Model):
     preserve_host = models.BooleanField(
         default=False, help_text="Send the client's Host header to the upstream instead of the target's host."
     )
+    max_body_bytes = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Request bodies above this many bytes get 413; empty uses MAX_REQUEST_BODY_BYTES.",
+    )
 
     class Meta:
         ordering = ["-priority", "name"]

@@ -9,7 +9,8 @@ upstream cannot read a path other than the one the gateway authorized. The rules
 - Repeated slashes collapse into one; ``.`` and ``..`` segments are resolved as in
   RFC 3986 section 5.2.4, and a ``..`` that would climb above the root is rejected.
 - Rejected with 400: an encoded dot segment (``%2E%2E``), a backslash raw or encoded,
-  control bytes raw or encoded (NUL included), a raw space, a malformed escape, bytes that are
+  control bytes raw or encoded (NUL included), a raw space, a raw ``;`` (a path
+  parameter; ``%3B`` stays encoded and is data), a malformed escape, bytes that are
   not valid UTF-8 once decoded (overlong forms included), and a path that does not
   start with ``/``.
 - An encoded slash (``%2F``) stays encoded inside its segment and is flagged, so that
@@ -124,6 +125,11 @@ def normalize_segment(raw_segment):
             index += 1
             if byte == ord("\\"):
                 raise InvalidPath("The request path contains a backslash.", code="backslash")
+            if byte == ord(";"):
+                # Servlet containers cut ";name=value" out of a segment, so
+                # "/admin;x" would reach them as "/admin" while the gateway
+                # matched a different segment.
+                raise InvalidPath("The request path contains a ';' parameter.", code="path_parameter")
             check_control(byte)
             if byte in RAW_ALLOWED:
                 parts.append(chr(byte))

@@ -11,9 +11,10 @@ import re
 
 from django.core.exceptions import ValidationError
 
-# RFC 3986 section 3.3: pchar = unreserved / pct-encoded / sub-delims / ":" / "@".
-# Percent-escapes are written with uppercase hex digits, as the normalizer emits them.
-LITERAL_SEGMENT_RE = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()+,;=:@]|%[0-9A-F]{2})+$")
+# RFC 3986 section 3.3: pchar = unreserved / pct-encoded / sub-delims / ":" / "@",
+# less ";", which the normalizer rejects in paths. Percent-escapes are written
+# with uppercase hex digits, as the normalizer emits them.
+LITERAL_SEGMENT_RE = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()+,=:@]|%[0-9A-F]{2})+$")
 HOST_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
@@ -57,7 +58,7 @@ def parse_pattern(pattern):
         elif segment in {".", ".."} or not LITERAL_SEGMENT_RE.match(segment):
             raise ValidationError(
                 f"Path pattern {pattern!r}: segment {segment!r} is not a normalized path segment "
-                "(use unreserved characters, sub-delimiters, ':' '@' and uppercase percent-escapes).",
+                "(use letters, digits, - . _ ~ ! $ & ' ( ) + , = : @ and uppercase percent-escapes).",
                 code="invalid_pattern",
             )
     return segments

@@ -1,6 +1,7 @@
 """The proxy path: normalize, match, authenticate, authorize, forward and respond."""
 
 import logging
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.tokens import ANONYMOUS, verify_access_token
 from routing import client, headers
+from routing.conf import gateway_settings
 from routing.exceptions import (
     BadRequest,
     GatewayError,
@@ -18,6 +20,8 @@ from routing.exceptions import (
     InvalidToken,
     NotAuthenticated,
     PermissionDenied,
+    RequestBodyTooLarge,
+    RequestHeadersTooLarge,
 )
 from routing.matching import route_tables
 from routing.paths import normalize_path, path_from_path_info, raw_request_path
@@ -28,6 +32,8 @@ access_logger = logging.getLogger("routing.access")
 
 # RFC 9110 section 6.4.1: no content in responses to HEAD, nor with 204 or 304.
 BODILESS_STATUSES = frozenset({204, 304})
+# The query parameter of RFC 6750 section 2.3, which this gateway rejects.
+QUERY_TOKEN_RE = re.compile(r"(?:^|[&;])access_token=", re.IGNORECASE)
 
 
 def handle(request):
@@ -44,12 +50,20 @@ def handle(request):
             exc.status_code, exc.detail, request.request_id, code=exc.code, headers=exc.response_headers()
         )
         log["error"] = exc.log_error
+    except Exception as exc:
+        # The client gets a bare 500 whatever DEBUG says; the traceback goes to the log only.
+        logger.exception("proxy_failed request_id=%s route=%s", request.request_id, log["route"])
+        response = problem_response(
+            500, "The gateway failed to handle the request.", request.request_id, code="internal_error"
+        )
+        log["error"] = exc.__class__.__name__
     write_access_log(request, response.status_code, started, log)
     return response
 
 
 def proxy(request, log):
     """Run the pipeline stages for ``request``; ``log`` collects the access-log fields."""
+    check_header_size(request)
     path = normalize_request_path(request)
     host = request_host(request)
     match = route_tables.get().match(host, path.path, request.method)
@@ -69,10 +83,19 @@ def proxy(request, log):
     url = target + forwarded_path(route, path.path) + query
     log["target"] = target
     forward_headers = headers.forward_request_headers(request, identity, request.request_id, route.preserve_host)
+    body = request_body(request, route)
     upstream_response = client.send(
-        route.upstream, request.method, url, forward_headers, request_body(request), raw_target=target_path + query
+        route.upstream, request.method, url, forward_headers, body, raw_target=target_path + query
     )
     return build_response(request, upstream_response)
+
+
+def check_header_size(request):
+    """Raise RequestHeadersTooLarge (431) when the request's header fields exceed MAX_REQUEST_HEADER_BYTES."""
+    limit = gateway_settings.MAX_REQUEST_HEADER_BYTES
+    size = sum(len(name) + len(value) for name, value in request.headers.items())
+    if size > limit:
+        raise RequestHeadersTooLarge(f"The request header fields exceed {limit} bytes.")
 
 
 def normalize_request_path(request):
@@ -96,16 +119,30 @@ def request_host(request):
 
 
 def bearer_token(request):
-    """Return the Bearer token of the request, None when there is none, or raise InvalidToken."""
+    """Return the Bearer token of the request, None when there is none, or raise a 400 or 401 error.
+
+    RFC 6750 section 2 lets a client send a token one way only, and this gateway
+    accepts the Authorization header alone: a token in the query string is
+    rejected, because URLs end up in logs and browser history.
+    """
+    if QUERY_TOKEN_RE.search(request.META.get("QUERY_STRING", "")):
+        raise BadRequest(
+            "Access tokens are not accepted in the query string; send 'Authorization: Bearer <token>'.",
+            code="invalid_request",
+        )
     authorization = request.META.get("HTTP_AUTHORIZATION")
     if authorization is None:
         return None
+    # WSGI servers join repeated header fields with commas, and neither a token
+    # nor Basic credentials contain one.
+    if "," in authorization:
+        raise BadRequest("The request has more than one Authorization header.", code="invalid_request")
     scheme, _, credentials = authorization.strip().partition(" ")
     # RFC 9110 section 11.1: the scheme is matched case-insensitively.
     if scheme.lower() != "bearer":
         return None
     token = credentials.strip()
-    if not token or any(character.isspace() or character == "," for character in token):
+    if not token or any(character.isspace() for character in token):
         raise InvalidToken("The Authorization header does not hold exactly one Bearer token.")
     return token
 
@@ -121,7 +158,7 @@ def authenticate(request, route):
             return ANONYMOUS
         raise NotAuthenticated()
     try:
-        return verify_access_token(token)
+        return verify_access_token(token, gateway_settings.ACCESS_TOKEN_MAX_BYTES)
     except TokenError as exc:
         raise InvalidToken(log_error=f"invalid_token reason={exc.__class__.__name__}") from exc
 
@@ -186,6 +223,7 @@ class RequestBody:
     """The client's request body, read in chunks as the upstream connection sends it.
 
     ``__len__`` lets requests send a Content-Length instead of chunked encoding.
+    The size was checked against the route's limit before the first byte is read.
     """
 
     def __init__(self, stream, length, chunk_size):
@@ -206,30 +244,41 @@ class RequestBody:
             yield chunk
 
 
-def chunked_body(stream, chunk_size):
-    """Yield a chunked request body until the WSGI server reports its end."""
+def chunked_body(stream, chunk_size, limit):
+    """Yield a chunked request body until the WSGI server reports its end.
+
+    Raise RequestBodyTooLarge (413) once more than ``limit`` bytes arrived; the
+    upstream connection is then dropped before the body ends.
+    """
+    received = 0
     while True:
         chunk = stream.read(chunk_size)
         if not chunk:
             return
+        received += len(chunk)
+        if received > limit:
+            raise RequestBodyTooLarge(f"The request body exceeds this route's limit of {limit} bytes.")
         yield chunk
 
 
-def request_body(request):
-    """Return the body to stream upstream: a RequestBody, a generator for chunked input, or None."""
-    from routing.conf import gateway_settings
+def request_body(request, route):
+    """Return the body to stream upstream: a RequestBody, a generator for chunked input, or None.
 
+    Raise RequestBodyTooLarge (413) for a Content-Length above the route's limit,
+    without reading the body.
+    """
     chunk_size = gateway_settings.STREAM_CHUNK_BYTES
+    limit = route.max_body_bytes if route.max_body_bytes is not None else gateway_settings.MAX_REQUEST_BODY_BYTES
     if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Django reads no body without Content-Length, so read the WSGI input,
         # which gunicorn decodes from chunked transfer coding.
-        return chunked_body(request.environ["wsgi.input"], chunk_size)
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError as exc:
-        raise BadRequest("The Content-Length header is not a number.", code="invalid_content_length") from exc
-    if length < 0:
-        raise BadRequest("The Content-Length header is negative.", code="invalid_content_length")
+        return chunked_body(request.environ["wsgi.input"], chunk_size, limit)
+    raw_length = request.META.get("CONTENT_LENGTH") or "0"
+    if not raw_length.isdigit():
+        raise BadRequest("The Content-Length header is not a non-negative integer.", code="invalid_content_length")
+    length = int(raw_length)
+    if length > limit:
+        raise RequestBodyTooLarge(f"The request body exceeds this route's limit of {limit} bytes.")
     if length == 0:
         return None
     return RequestBody(request, length, chunk_size)
@@ -291,8 +340,6 @@ class ProxyResponse(StreamingHttpResponse):
 
 def build_response(request, upstream_response):
     """Return the client response for a streamed upstream response."""
-    from routing.conf import gateway_settings
-
     status = upstream_response.status_code
     body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id)
     if request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200:

@@ -20,7 +20,7 @@ CANONICAL = [
     ("/api/a%20b", "/api/a%20b"),
     ("/api/a%3fb", "/api/a%3Fb"),
     ("/api/caf%c3%a9", "/api/caf%C3%A9"),
-    ("/api/a;b=c", "/api/a;b=c"),
+    ("/api/a%3bb=c", "/api/a%3Bb=c"),
     ("/api/a\"b", "/api/a%22b"),
 ]
 
@@ -47,6 +47,7 @@ REJECTED = [
     ("/..", "dot_segment_above_root"),
     ("/api/../../etc", "dot_segment_above_root"),
     ("api/orders", "invalid_path"),
+    ("/api/admin;jsessionid=1/x", "path_parameter"),
 ]
 
 

@@ -1,0 +1,30 @@
+"""The console's admin site: Django's admin with throttled logins."""
+
+from django.contrib import admin
+from django.http import HttpResponse
+from django.utils.html import escape
+
+from accounts.throttling import login_throttle
+from routing.headers import client_address
+
+
+class ConsoleAdminSite(admin.AdminSite):
+    site_header = "jwtgate console"
+    site_title = "jwtgate console"
+    index_title = "Routes, upstreams and roles"
+
+    def login(self, request, extra_context=None):
+        """Show the login page, answering 429 with Retry-After while the username or address is blocked."""
+        if request.method == "POST":
+            username = request.POST.get("username", "")
+            client_ip, _trusted = client_address(request)
+            wait = login_throttle.retry_after(username, client_ip)
+            if wait:
+                message = f"Too many failed logins. Try again in {wait} seconds."
+                response = HttpResponse(
+                    f"<!doctype html><title>Too many failed logins</title><p>{escape(message)}</p>",
+                    status=429,
+                )
+                response["Retry-After"] = str(wait)
+                return response
+        return super().login(request, extra_context)
