@@ -42,8 +42,8 @@ class GatewayTokenBackend(TokenBackend):
 def signing_key_id(options):
     """Return the key id of the configured key: SIGNING_KEY_ID when set, else one derived from the key.
 
-    For an RSA or EC key it is the RFC 7638 thumbprint of the public key; for an
-    HMAC secret it is a SHA-256 digest, which does not reveal the secret.
+    For an RSA or EC key it is the RFC 7638 thumbprint of the public key. For an
+    HMAC secret it is a truncated SHA-256 digest, which does not reveal the secret.
     """
     if options.get("SIGNING_KEY_ID"):
         return options["SIGNING_KEY_ID"]
@@ -191,10 +191,10 @@ CLAIM_TYPES = {
 def check_token_structure(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
     """Raise MalformedToken unless ``raw_token`` is a well-formed compact JWS for the configured key.
 
-    Checks, before any signature work: the size, three base64url segments, JSON
-    objects without repeated members, the ``alg`` of the configured key, a
-    ``kid`` equal to the gateway's own, no ``crit`` and no foreign key headers,
-    and the type of every known claim.
+    These checks run before any signature work. They cover the size, three
+    base64url segments, JSON objects without repeated members, the ``alg`` of
+    the configured key, a ``kid`` equal to the gateway's own, the absence of
+    ``crit`` and foreign key headers, and the type of every known claim.
     """
     if len(raw_token) > max_bytes:
         raise MalformedToken(f"Token is longer than {max_bytes} bytes.")
@@ -221,10 +221,10 @@ def check_token_structure(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
 def verify_access_token(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
     """Return the Identity in a valid access token, or raise TokenError.
 
-    The signature algorithm comes from the settings, never from the token header;
-    ``exp`` and ``jti`` are required, ``nbf`` and ``iat`` may not lie in the future
-    beyond the leeway, ``iss`` and ``aud`` are checked when configured, and a
-    refresh token is rejected by its ``token_type`` claim. No database query is made.
+    The signature algorithm comes from the settings, never from the token header.
+    ``exp`` and ``jti`` are required, and ``nbf`` and ``iat`` may not lie in the
+    future beyond the leeway. ``iss`` and ``aud`` are checked when configured, and
+    a refresh token is rejected by its ``token_type`` claim. No database query is made.
     """
     check_token_structure(raw_token, max_bytes)
     token = AccessToken(raw_token)

@@ -13,8 +13,24 @@ class ConsoleAdminSite(admin.AdminSite):
     site_title = "jwtgate console"
     index_title = "Routes, upstreams and roles"
 
+    def get_urls(self):
+        """Return the admin's URLs after the console's own pages, which need a staff login too."""
+        from console.urls import urlpatterns as console_patterns
+
+        return [*self.wrap_console_patterns(console_patterns), *super().get_urls()]
+
+    def wrap_console_patterns(self, patterns):
+        wrapped = []
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                pattern.url_patterns[:] = self.wrap_console_patterns(pattern.url_patterns)
+            else:
+                pattern.callback = self.admin_view(pattern.callback)
+            wrapped.append(pattern)
+        return wrapped
+
     def login(self, request, extra_context=None):
-        """Show the login page, answering 429 with Retry-After while the username or address is blocked."""
+        """Show the login page, or return 429 with Retry-After while the username or address is blocked."""
         if request.method == "POST":
             username = request.POST.get("username", "")
             client_ip, _trusted = client_address(request)

@@ -45,7 +45,7 @@ def server_error(request, *args, **kwargs):
 
 
 class ProblemExceptionMiddleware:
-    """Answer an exception raised by a gateway-owned view with a bare 500 problem, also when DEBUG is on.
+    """Turn an exception raised by a gateway-owned view into a bare 500 problem, also when DEBUG is on.
 
     The traceback goes to the log, never into the response.
     """

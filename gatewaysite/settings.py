@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "accounts",
     "routing",
+    "console",
 ]
 
 # Proxied requests leave the stack at ProxyDispatchMiddleware, so only the
@@ -117,7 +118,7 @@ DATABASES = {
     ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file, not memory, so that a gunicorn process started by a test sees the
+    # A file, not memory, so that a gunicorn process started by a test reads the
     # same test database as the test itself.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {"timeout": 20}
@@ -150,12 +151,25 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 LOGIN_URL = f"/{CONSOLE_PREFIX}/login/"
 
+# Set JWTGATE_HTTPS=true when clients reach the gateway over TLS, terminated by
+# gunicorn or by a proxy in front of it. Cookies then become Secure, and the
+# gateway's own pages redirect to https and send HSTS. Proxied traffic is not
+# redirected, because the TLS terminator decides that.
+HTTPS = env_bool("JWTGATE_HTTPS", False)
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("JWTGATE_SECURE_COOKIES", not DEBUG and env_bool("JWTGATE_HTTPS", False))
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS and env_bool("JWTGATE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = int(os.environ.get("JWTGATE_HSTS_SECONDS", "31536000")) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("JWTGATE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("JWTGATE_HSTS_PRELOAD", True)
+if env_bool("JWTGATE_PROXY_SSL_HEADER", False):
+    # Only for a TLS-terminating proxy that sets X-Forwarded-Proto on every request.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env_list("JWTGATE_CSRF_TRUSTED_ORIGINS", [])
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -190,7 +204,7 @@ SIMPLE_JWT = {
     "TOKEN_REFRESH_SERIALIZER": "accounts.serializers.TokenRefreshSerializer",
 }
 
-# The gateway's own settings; routing/conf.py holds the defaults and documents each key.
+# The gateway's own settings. routing/conf.py contains the defaults and documents each key.
 GATEWAY = {
     "CONSOLE_PREFIX": CONSOLE_PREFIX,
     "UPSTREAM_CONNECT_TIMEOUT_SECONDS": float(os.environ.get("JWTGATE_UPSTREAM_CONNECT_TIMEOUT_SECONDS", "5")),
@@ -206,8 +220,8 @@ GATEWAY = {
 }
 
 # Shared state of the workers: login-failure counters. The embedded default
-# keeps them in a database table so that every worker and instance on the
-# same database sees them; REDIS_URL moves them to Redis.
+# keeps them in a database table, which every worker and instance on the
+# same database reads. REDIS_URL moves them to Redis.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

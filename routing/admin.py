@@ -16,6 +16,15 @@ class UpstreamAdmin(admin.ModelAdmin):
     list_display = ["name", "target_urls", "connect_timeout_seconds", "read_timeout_seconds"]
     search_fields = ["name", "description", "targets__url"]
     inlines = [TargetInline]
+    fieldsets = [
+        (None, {"fields": ["name", "description"]}),
+        ("Timeouts", {"fields": ["connect_timeout_seconds", "read_timeout_seconds"]}),
+        ("Balancing and retries", {"fields": ["balancing", "retries", "retry_on_statuses"]}),
+        ("Passive health", {"fields": ["failure_threshold", "failure_statuses", "ejection_seconds"]}),
+        ("Active health checks", {"fields": [
+            "health_check_path", "health_check_interval_seconds", "health_check_timeout_seconds",
+        ]}),
+    ]
 
     @admin.display(description="targets")
     def target_urls(self, upstream):
@@ -44,7 +53,10 @@ class RouteAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "enabled", "upstream", "priority"]}),
         ("Matching", {"fields": ["paths", "methods", "hosts"]}),
         ("Access", {"fields": ["auth", "roles", "permissions"]}),
-        ("Forwarding", {"fields": ["strip_prefix", "preserve_host", "allow_encoded_slashes", "max_body_bytes"]}),
+        ("Forwarding", {"fields": [
+            "strip_prefix", "preserve_host", "allow_encoded_slashes", "max_body_bytes",
+            "connect_timeout_seconds", "read_timeout_seconds", "retry_non_idempotent",
+        ]}),
     ]
 
     def get_queryset(self, request):

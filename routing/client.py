@@ -109,10 +109,18 @@ def choose_target(upstream):
     return balancer.next_url()
 
 
-def timeouts(upstream):
-    """Return the (connect, read) timeout in seconds for an upstream."""
-    connect = upstream.connect_timeout_seconds or gateway_settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS
-    read = upstream.read_timeout_seconds or gateway_settings.UPSTREAM_READ_TIMEOUT_SECONDS
+def timeouts(upstream, route=None):
+    """Return the (connect, read) timeout in seconds: the route's, else the upstream's, else the settings'."""
+    connect = (
+        (route and route.connect_timeout_seconds)
+        or upstream.connect_timeout_seconds
+        or gateway_settings.UPSTREAM_CONNECT_TIMEOUT_SECONDS
+    )
+    read = (
+        (route and route.read_timeout_seconds)
+        or upstream.read_timeout_seconds
+        or gateway_settings.UPSTREAM_READ_TIMEOUT_SECONDS
+    )
     return (connect, read)
 
 

@@ -9,7 +9,7 @@ DEFAULTS = {
     # Used when an upstream leaves its own timeouts empty.
     "UPSTREAM_CONNECT_TIMEOUT_SECONDS": 5.0,
     "UPSTREAM_READ_TIMEOUT_SECONDS": 30.0,
-    # How often a worker asks the database whether the configuration changed.
+    # How often a worker reads the configuration version from the database.
     "CONFIG_CHECK_INTERVAL_SECONDS": 1.0,
     # Addresses or CIDR networks whose X-Forwarded-For and X-Forwarded-Proto are trusted.
     "TRUSTED_PROXIES": [],

@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class GatewayError(Exception):
-    """A request the gateway answers itself, with ``status_code`` and a problem+json body."""
+    """A failure that the gateway returns itself, with ``status_code`` and a problem+json body."""
 
     status_code = 500
     default_detail = _("The gateway failed to handle the request.")

@@ -20,6 +20,15 @@ class CompiledUpstream:
     targets: tuple  # of (url, weight)
     connect_timeout_seconds: float | None
     read_timeout_seconds: float | None
+    balancing: str = "round_robin"
+    retries: int = 1
+    retry_on_statuses: frozenset = frozenset({502, 503, 504})
+    failure_threshold: int = 5
+    failure_statuses: frozenset = frozenset({500, 502, 503, 504})
+    ejection_seconds: float = 30.0
+    health_check_path: str = ""
+    health_check_interval_seconds: float = 10.0
+    health_check_timeout_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class CompiledRule:
     path_regex: object
     roles: frozenset
     permissions: frozenset
+    shadow: bool = False
 
     def applies_to(self, method, path):
         """Return whether this rule covers a request with ``method`` and normalized ``path``."""
@@ -53,6 +63,10 @@ class CompiledRoute:
     allow_encoded_slashes: bool = False
     preserve_host: bool = False
     max_body_bytes: int | None = None
+    connect_timeout_seconds: float | None = None
+    read_timeout_seconds: float | None = None
+    retry_non_idempotent: bool = False
+    shadow: bool = False
 
     def allows_method(self, method):
         if self.methods is None:
@@ -159,6 +173,27 @@ class RouteTable:
         return RouteMatch(route, pattern)
 
 
+def compile_upstream(upstream):
+    """Return the CompiledUpstream of an Upstream row whose targets are prefetched or cheap to read."""
+    from routing.models import parse_status_list
+
+    return CompiledUpstream(
+        name=upstream.name,
+        targets=tuple((target.url, target.weight) for target in upstream.targets.all()),
+        connect_timeout_seconds=upstream.connect_timeout_seconds,
+        read_timeout_seconds=upstream.read_timeout_seconds,
+        balancing=upstream.balancing,
+        retries=upstream.retries,
+        retry_on_statuses=parse_status_list(upstream.retry_on_statuses),
+        failure_threshold=upstream.failure_threshold,
+        failure_statuses=parse_status_list(upstream.failure_statuses),
+        ejection_seconds=upstream.ejection_seconds,
+        health_check_path=upstream.health_check_path,
+        health_check_interval_seconds=upstream.health_check_interval_seconds,
+        health_check_timeout_seconds=upstream.health_check_timeout_seconds,
+    )
+
+
 def compile_routes():
     """Read the enabled routes from the database and return them compiled."""
     from routing.models import Route
@@ -175,12 +210,7 @@ def compile_routes():
     for route in queryset:
         upstream = upstreams.get(route.upstream_id)
         if upstream is None:
-            upstream = CompiledUpstream(
-                name=route.upstream.name,
-                targets=tuple((target.url, target.weight) for target in route.upstream.targets.all()),
-                connect_timeout_seconds=route.upstream.connect_timeout_seconds,
-                read_timeout_seconds=route.upstream.read_timeout_seconds,
-            )
+            upstream = compile_upstream(route.upstream)
             upstreams[route.upstream_id] = upstream
         rules = tuple(
             CompiledRule(
@@ -189,6 +219,7 @@ def compile_routes():
                 path_regex=patterns.compile_pattern(rule.path) if rule.path else None,
                 roles=frozenset(role.name for role in rule.roles.all()),
                 permissions=frozenset(permission.codename for permission in rule.permissions.all()),
+                shadow=rule.shadow,
             )
             for rule in route.rules.all()
         )
@@ -208,6 +239,10 @@ def compile_routes():
                 allow_encoded_slashes=route.allow_encoded_slashes,
                 preserve_host=route.preserve_host,
                 max_body_bytes=route.max_body_bytes,
+                connect_timeout_seconds=route.connect_timeout_seconds,
+                read_timeout_seconds=route.read_timeout_seconds,
+                retry_non_idempotent=route.retry_non_idempotent,
+                shadow=route.shadow,
             )
         )
     return compiled

@@ -3,14 +3,30 @@
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accounts.models import ApiPermission, Role
 from routing import patterns
 from routing.conf import gateway_owned_segments
 
-NAME_HELP = "Letters, digits and _ . : - ; used in logs, metrics and the YAML file."
+NAME_HELP = "Letters, digits, - and _; used in logs, metrics and the YAML file."
+
+
+def validate_status_list(value):
+    """Reject a comma-separated list with anything but HTTP status codes from 100 to 599."""
+    for item in value.split(","):
+        item = item.strip()
+        if item and not (item.isdigit() and 100 <= int(item) <= 599):
+            raise ValidationError(
+                f"{item!r} is not an HTTP status code; use numbers from 100 to 599 separated by commas.",
+                code="invalid_status",
+            )
+
+
+def parse_status_list(value):
+    """Return the status codes in a comma-separated list as a frozenset of ints."""
+    return frozenset(int(item) for item in value.split(",") if item.strip())
 
 
 class Upstream(models.Model):
@@ -30,6 +46,50 @@ class Upstream(models.Model):
         validators=[MinValueValidator(0.001)],
         help_text="Seconds to wait between bytes of the response; empty uses UPSTREAM_READ_TIMEOUT_SECONDS.",
     )
+
+    BALANCING_ROUND_ROBIN = "round_robin"
+    BALANCING_LEAST_OUTSTANDING = "least_outstanding"
+    BALANCING_CHOICES = [
+        (BALANCING_ROUND_ROBIN, "weighted round robin"),
+        (BALANCING_LEAST_OUTSTANDING, "least outstanding requests (weighted)"),
+    ]
+    balancing = models.CharField(max_length=20, choices=BALANCING_CHOICES, default=BALANCING_ROUND_ROBIN)
+    retries = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(10)],
+        help_text="Further attempts on another target after a connect failure or a retryable status.",
+    )
+    retry_on_statuses = models.CharField(
+        max_length=100,
+        blank=True,
+        default="502,503,504",
+        validators=[validate_status_list],
+        help_text="Comma-separated upstream statuses that are retried (idempotent methods only).",
+    )
+    failure_threshold = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="Consecutive failures after which a target is ejected.",
+    )
+    failure_statuses = models.CharField(
+        max_length=100,
+        blank=True,
+        default="500,502,503,504",
+        validators=[validate_status_list],
+        help_text="Comma-separated upstream statuses that count as failures, besides connect errors and timeouts.",
+    )
+    ejection_seconds = models.FloatField(
+        default=30,
+        validators=[MinValueValidator(0.1)],
+        help_text="Seconds an ejected target rests before one trial request may test it again.",
+    )
+    health_check_path = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A path probed on every target (for example /healthz); empty turns active checks off.",
+    )
+    health_check_interval_seconds = models.FloatField(default=10, validators=[MinValueValidator(0.5)])
+    health_check_timeout_seconds = models.FloatField(default=2, validators=[MinValueValidator(0.1)])
 
     class Meta:
         ordering = ["name"]
@@ -120,6 +180,11 @@ class Route(models.Model):
     priority = models.IntegerField(
         default=0, help_text="When several routes match a request, the highest priority wins."
     )
+    shadow = models.BooleanField(
+        "roles and permissions in shadow mode",
+        default=False,
+        help_text="Let requests through that this route's roles and permissions would deny, and log them.",
+    )
     allow_encoded_slashes = models.BooleanField(
         default=False,
         help_text="Forward %2F inside a segment as it is instead of rejecting the request with 400.",
@@ -131,6 +196,22 @@ class Route(models.Model):
         null=True,
         blank=True,
         help_text="Request bodies above this many bytes get 413; empty uses MAX_REQUEST_BODY_BYTES.",
+    )
+    connect_timeout_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001)],
+        help_text="Overrides the upstream's connect timeout for this route.",
+    )
+    read_timeout_seconds = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001)],
+        help_text="Overrides the upstream's read timeout for this route.",
+    )
+    retry_non_idempotent = models.BooleanField(
+        default=False,
+        help_text="Also retry POST and PATCH. Only safe when the upstream deduplicates them.",
     )
 
     class Meta:
@@ -218,6 +299,11 @@ class RoleRule(models.Model):
     roles = models.ManyToManyField(Role, blank=True, related_name="rules", help_text="The caller needs any one.")
     permissions = models.ManyToManyField(
         ApiPermission, blank=True, related_name="rules", help_text="The caller needs all of them."
+    )
+    shadow = models.BooleanField(
+        "shadow mode",
+        default=False,
+        help_text="Let requests through that this rule would deny, and log them.",
     )
 
     class Meta:

@@ -6,11 +6,12 @@ upstream cannot read a path other than the one the gateway authorized. The rules
 - Percent-escapes of unreserved characters (RFC 3986 section 2.3) are decoded, and
   every other escape is written with uppercase hex digits.
 - Characters outside the ``pchar`` set of RFC 3986 section 3.3 are percent-encoded.
-- Repeated slashes collapse into one; ``.`` and ``..`` segments are resolved as in
+- Repeated slashes collapse into one. ``.`` and ``..`` segments are resolved as in
   RFC 3986 section 5.2.4, and a ``..`` that would climb above the root is rejected.
 - Rejected with 400: an encoded dot segment (``%2E%2E``), a backslash raw or encoded,
   control bytes raw or encoded (NUL included), a raw space, a raw ``;`` (a path
-  parameter; ``%3B`` stays encoded and is data), a malformed escape, bytes that are
+  parameter; ``%3B`` stays encoded and is data), a double-encoded character
+  (``%25`` followed by two hex digits), a malformed escape, bytes that are
   not valid UTF-8 once decoded (overlong forms included), and a path that does not
   start with ``/``.
 - An encoded slash (``%2F``) stays encoded inside its segment and is flagged, so that
@@ -59,7 +60,7 @@ def path_from_path_info(path_info):
     """Return a raw-looking path rebuilt from the decoded PATH_INFO.
 
     Servers such as Django's development server decode the path before the
-    gateway sees it, so an encoded slash can no longer be told from a real one.
+    gateway reads it, so an encoded slash can no longer be distinguished from a real one.
     """
     encoded = []
     for byte in path_info.encode("utf-8", "surrogateescape"):
@@ -96,7 +97,7 @@ def normalize_path(raw_path):
 
 
 def normalize_segment(raw_segment):
-    """Return one segment in canonical form and whether it holds an encoded slash."""
+    """Return one segment in canonical form and whether it contains an encoded slash."""
     parts = []
     decoded = bytearray()
     had_escape = False
@@ -107,11 +108,14 @@ def normalize_segment(raw_segment):
         byte = raw_segment[index]
         if byte == ord("%"):
             escape = raw_segment[index + 1 : index + 3]
-            if len(escape) != 2 or escape[0] not in HEX_DIGITS or escape[1] not in HEX_DIGITS:
+            if not is_escape(escape):
                 raise InvalidPath("The request path contains a malformed percent-escape.", code="malformed_escape")
             byte = int(escape, 16)
             index += 3
             had_escape = True
+            if byte == ord("%") and is_escape(raw_segment[index : index + 2]):
+                # "%252F" is "%2F" to an upstream that decodes twice.
+                raise InvalidPath("The request path contains a double-encoded character.", code="double_encoding")
             if byte == ord("/"):
                 encoded_slash = True
             elif byte == ord("\\"):
@@ -146,6 +150,11 @@ def normalize_segment(raw_segment):
     if had_escape and segment in {".", ".."}:
         raise InvalidPath("The request path contains an encoded dot segment.", code="encoded_dot_segment")
     return segment, encoded_slash
+
+
+def is_escape(two_bytes):
+    """Return whether ``two_bytes`` are the two hex digits of a percent-escape."""
+    return len(two_bytes) == 2 and two_bytes[0] in HEX_DIGITS and two_bytes[1] in HEX_DIGITS
 
 
 def check_control(byte, allow_space=False):

@@ -1,9 +1,8 @@
-"""The proxy path: normalize, match, authenticate, authorize, forward and respond."""
+"""The proxy path: the stages of routing.decision, then forward and respond."""
 
 import logging
 import re
 import time
-from urllib.parse import urlsplit
 
 from django.core.exceptions import DisallowedHost
 from django.http import StreamingHttpResponse
@@ -16,15 +15,14 @@ from routing.conf import gateway_settings
 from routing.exceptions import (
     BadRequest,
     GatewayError,
-    InvalidPath,
     InvalidToken,
     NotAuthenticated,
-    PermissionDenied,
     RequestBodyTooLarge,
     RequestHeadersTooLarge,
 )
+from routing.decision import decide, target_base_path
 from routing.matching import route_tables
-from routing.paths import normalize_path, path_from_path_info, raw_request_path
+from routing.paths import path_from_path_info, raw_request_path
 from routing.problems import problem_response
 
 logger = logging.getLogger(__name__)
@@ -51,41 +49,49 @@ def handle(request):
         )
         log["error"] = exc.log_error
     except Exception as exc:
-        # The client gets a bare 500 whatever DEBUG says; the traceback goes to the log only.
+        # The client gets a bare 500 even with DEBUG on, and the traceback goes to the log only.
         logger.exception("proxy_failed request_id=%s route=%s", request.request_id, log["route"])
         response = problem_response(
             500, "The gateway failed to handle the request.", request.request_id, code="internal_error"
         )
         log["error"] = exc.__class__.__name__
     write_access_log(request, response.status_code, started, log)
+    # The access-log line is the one line for this request; Django's request
+    # logger would otherwise repeat every 4xx and 5xx.
+    response._has_been_logged = True
     return response
 
 
 def proxy(request, log):
     """Run the pipeline stages for ``request``; ``log`` collects the access-log fields."""
     check_header_size(request)
-    path = normalize_request_path(request)
-    host = request_host(request)
-    match = route_tables.get().match(host, path.path, request.method)
-    route = match.route
-    log["route"] = route.name
-
-    # An encoded slash means one thing to the gateway and maybe another upstream.
-    if path.has_encoded_slash and not route.allow_encoded_slashes:
-        raise InvalidPath("The request path contains an encoded slash (%2F).", code="encoded_slash")
-
-    identity = authenticate(request, route)
-    authorize(route, identity, request.method, path.path)
+    decision = decide(
+        route_tables.get(),
+        method=request.method,
+        host=request_host(request),
+        # NOTE: without RAW_URI (Django's development server) %2F arrives decoded
+        # and cannot be rejected; gunicorn passes the raw request target.
+        raw_path=raw_request_path(request.environ) or path_from_path_info(request.path_info),
+        authenticate=lambda route: authenticate(request, route),
+        log=log,
+    )
+    route = decision.route
+    log["shadow_denials"] = len(decision.shadow_denials)
+    for denial in decision.shadow_denials:
+        logger.warning(
+            "shadow_denied request_id=%s route=%s requirement=%s user=%s reason=%s",
+            request.request_id, route.name, denial.requirement, decision.identity.user_id or "-", denial.reason,
+        )
 
     target = client.choose_target(route.upstream)
-    target_path = target_base_path(target) + forwarded_path(route, path.path)
     query = query_suffix(request)
-    url = target + forwarded_path(route, path.path) + query
     log["target"] = target
-    forward_headers = headers.forward_request_headers(request, identity, request.request_id, route.preserve_host)
+    forward_headers = headers.forward_request_headers(request, decision.identity, request.request_id,
+                                                      route.preserve_host)
     body = request_body(request, route)
     upstream_response = client.send(
-        route.upstream, request.method, url, forward_headers, body, raw_target=target_path + query
+        route.upstream, request.method, target + decision.forwarded_path + query, forward_headers, body,
+        raw_target=target_base_path(target) + decision.forwarded_path + query,
     )
     return build_response(request, upstream_response)
 
@@ -96,16 +102,6 @@ def check_header_size(request):
     size = sum(len(name) + len(value) for name, value in request.headers.items())
     if size > limit:
         raise RequestHeadersTooLarge(f"The request header fields exceed {limit} bytes.")
-
-
-def normalize_request_path(request):
-    """Return the NormalizedPath of the request, from the raw request target where the server passes it."""
-    raw = raw_request_path(request.environ)
-    if raw is None:
-        # NOTE: without RAW_URI (Django's development server) %2F arrives decoded
-        # and cannot be rejected; gunicorn passes the raw request target.
-        raw = path_from_path_info(request.path_info)
-    return normalize_path(raw)
 
 
 def request_host(request):
@@ -161,48 +157,6 @@ def authenticate(request, route):
         return verify_access_token(token, gateway_settings.ACCESS_TOKEN_MAX_BYTES)
     except TokenError as exc:
         raise InvalidToken(log_error=f"invalid_token reason={exc.__class__.__name__}") from exc
-
-
-def authorize(route, identity, method, path):
-    """Raise NotAuthenticated (401) or PermissionDenied (403) unless ``identity`` meets every requirement.
-
-    The route's own roles and permissions apply to every request, and each of its
-    role rules to the requests whose method and path it covers.
-    """
-    requirements = [(route.roles, route.permissions)]
-    for rule in route.rules:
-        if rule.applies_to(method, path) or (method == "HEAD" and rule.applies_to("GET", path)):
-            requirements.append((rule.roles, rule.permissions))
-
-    for roles, permissions in requirements:
-        # A requirement with neither roles nor permissions asks for nothing.
-        if not roles and not permissions:
-            continue
-        # An anonymous caller on a public route must first present a token.
-        if identity is ANONYMOUS:
-            raise NotAuthenticated("This request requires an access token with a role or permission.")
-        if roles and not roles & identity.roles:
-            raise PermissionDenied(f"This request needs one of the roles: {', '.join(sorted(roles))}.")
-        missing = permissions - identity.permissions
-        if missing:
-            raise PermissionDenied(f"This request needs the permissions: {', '.join(sorted(missing))}.")
-
-
-def forwarded_path(route, path):
-    """Return the path to append to the target URL: ``path`` without the route's strip prefix."""
-    prefix = route.strip_prefix
-    if not prefix:
-        return path
-    if path == prefix:
-        return "/"
-    if path.startswith(prefix + "/"):
-        return path[len(prefix) :]
-    return path
-
-
-def target_base_path(target):
-    """Return the base path of a target URL, such as ``/v1`` for ``http://host:8080/v1``."""
-    return urlsplit(target).path.rstrip("/")
 
 
 def query_suffix(request):
@@ -317,7 +271,7 @@ class UpstreamBody:
 class ProxyResponse(StreamingHttpResponse):
     """A streamed upstream response whose headers are sent exactly as the upstream listed them.
 
-    Django's header mapping holds one value per name, so repeated fields such as
+    Django's header mapping stores one value per name, so repeated fields such as
     Set-Cookie are kept in ``upstream_headers`` and emitted by ``items()``.
     """
 

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from accounts.tokens import get_token_backend
 from routing.matching import route_tables
 
 ASYMMETRIC_PREFIXES = ("RS", "PS", "ES")
@@ -33,7 +34,7 @@ def jwks(request):
         implementation = get_default_algorithms()[algorithm]
         public_key = implementation.prepare_key(options["VERIFYING_KEY"])
         jwk = json.loads(implementation.to_jwk(public_key))
-        jwk.update({"use": "sig", "alg": algorithm})
+        jwk.update({"use": "sig", "alg": algorithm, "kid": get_token_backend().key_id})
         keys.append(jwk)
     response = JsonResponse({"keys": keys})
     response["Cache-Control"] = "public, max-age=300"

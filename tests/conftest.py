@@ -1,24 +1,15 @@
 """Shared fixtures: a recording upstream, routes, users with roles and their tokens, and a gunicorn gateway."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import requests
-from django.conf import settings as django_settings
 
 from accounts.models import ApiPermission, Role, User
 from accounts.tokens import RefreshToken, issue_access_token
 from routing import client as forwarding_client
 from routing.matching import route_tables
 from routing.models import Route, RoleRule, Target, Upstream
+from tests.gunicorn import GunicornGateway
 from tests.upstream import RecordingUpstream
-
-BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -151,65 +142,17 @@ def http():
         yield session
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port, process, timeout_seconds=20):
-    deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"gunicorn did not listen on port {port} within {timeout_seconds} s")
-
-
 @pytest.fixture
 def gunicorn_gateway(transactional_db, tmp_path):
     """Return a function that starts the gateway under gunicorn on the test database and returns its URL."""
-    processes = []
+    started = []
 
     def start(workers=2, threads=4, env=None):
-        database = django_settings.DATABASES["default"]
-        if database["ENGINE"] != "django.db.backends.sqlite3":
-            pytest.skip("the gunicorn fixture shares the SQLite test database only")
-        port = free_port()
-        process_env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{database['NAME']}",
-            "JWTGATE_SECRET_KEY": django_settings.SECRET_KEY,
-            "JWTGATE_SIGNING_KEY": django_settings.SIMPLE_JWT["SIGNING_KEY"],
-            "JWTGATE_CONFIG_CHECK_INTERVAL_SECONDS": "0.2",
-            "JWTGATE_VAR_DIR": str(tmp_path),
-            **(env or {}),
-        }
-        log_path = tmp_path / f"gunicorn-{port}.log"
-        log = open(log_path, "wb")
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "gatewaysite.wsgi:application",
-                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-                "--worker-class", "gthread", "--graceful-timeout", "2", "--timeout", "30",
-            ],
-            cwd=BASE_DIR, env=process_env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        processes.append((process, log, log_path))
-        wait_for_port(port, process)
-        return f"http://127.0.0.1:{port}"
+        process = GunicornGateway(tmp_path, workers=workers, threads=threads, env=env).start()
+        started.append(process)
+        return process.url
 
-    start.logs = lambda: "".join(path.read_text(errors="replace") for _, _, path in processes)
+    start.logs = lambda: "".join(process.logs() for process in started)
     yield start
-    for process, log, _path in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    for process in started:
+        process.stop()

@@ -1,26 +1,12 @@
 """The gateway under a real gunicorn process with two workers, sharing the test database."""
 
-import socket
 import time
 
 import pytest
 
+from tests.gunicorn import raw_request
+
 pytestmark = pytest.mark.gunicorn
-
-
-def raw_request(base_url, request_line, headers=(), body=b""):
-    """Send a hand-written HTTP/1.1 request and return (status, headers text, body bytes)."""
-    host, port = base_url.split("//")[1].split(":")
-    lines = [request_line, f"Host: {host}:{port}", "Connection: close", *headers]
-    payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-    with socket.create_connection((host, int(port)), timeout=10) as connection:
-        connection.sendall(payload)
-        data = b""
-        while chunk := connection.recv(65536):
-            data += chunk
-    head, _, response_body = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, head.decode("latin-1"), response_body
 
 
 @pytest.fixture

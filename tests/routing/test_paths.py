@@ -43,6 +43,7 @@ REJECTED = [
     ("/api/%c0%ae%c0%ae/admin", "invalid_utf8"),
     ("/api/%ff", "invalid_utf8"),
     ("/api/%zz", "malformed_escape"),
+    ("/api/a%252Fb", "double_encoding"),
     ("/api/%2", "malformed_escape"),
     ("/..", "dot_segment_above_root"),
     ("/api/../../etc", "dot_segment_above_root"),

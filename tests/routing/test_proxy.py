@@ -138,7 +138,7 @@ def test_proxy_wrong_method_gets_405_with_allow(gateway, http, make_route, upstr
 
 
 def test_proxy_refused_connection_gets_502(gateway, http, make_route, auth_header):
-    from tests.conftest import free_port
+    from tests.gunicorn import free_port
 
     make_route(name="down", paths="/down/**", upstream_url=f"http://127.0.0.1:{free_port()}")
     response = http.get(f"{gateway}/down/x", headers=auth_header())

@@ -1,0 +1,3 @@
+"""URLs of the configuration pages: YAML download and upload, change history."""
+
+urlpatterns = []

@@ -1,0 +1,3 @@
+"""URLs of the route tester and the dashboard."""
+
+urlpatterns = []
