@@ -14,7 +14,7 @@ import os
 # host:port, or several separated by commas.
 bind = [address.strip() for address in os.environ.get("JWTGATE_BIND", "127.0.0.1:8000").split(",") if address.strip()]
 workers = int(os.environ.get("JWTGATE_WORKERS", "2"))
-threads = int(os.environ.get("JWTGATE_THREADS", "8"))
+threads = int(os.environ.get("JWTGATE_THREADS", "32"))
 worker_class = "gthread"
 
 # Seconds. A gthread worker reports to the arbiter from its main loop, not from

@@ -1,4 +1,4 @@
-"""The forwarding client: a pooled requests.Session per upstream and target selection."""
+"""The forwarding client: a pooled requests.Session per upstream, and one send with its error mapping."""
 
 import threading
 
@@ -9,10 +9,9 @@ from urllib3.util import SKIP_HEADER
 from urllib3.util.url import _encode_target
 
 from routing.conf import gateway_settings
-from routing.exceptions import NoHealthyTarget, UpstreamTimeout, UpstreamUnavailable
+from routing.exceptions import UpstreamTimeout, UpstreamUnavailable
 
 _sessions = {}
-_balancers = {}
 _lock = threading.Lock()
 # The request target (path and query) of the request this thread is sending.
 _raw_target = threading.local()
@@ -74,41 +73,6 @@ def get_session(upstream_name):
         return session
 
 
-class WeightedRoundRobin:
-    """Smooth weighted round robin: each target gets its share, spread evenly over time."""
-
-    def __init__(self, targets):
-        self.urls = [url for url, _weight in targets]
-        self.weights = [weight for _url, weight in targets]
-        self.current = [0] * len(targets)
-        self.total = sum(self.weights)
-        self.lock = threading.Lock()
-
-    def next_url(self):
-        with self.lock:
-            best = 0
-            for index, weight in enumerate(self.weights):
-                self.current[index] += weight
-                if self.current[index] > self.current[best]:
-                    best = index
-            self.current[best] -= self.total
-            return self.urls[best]
-
-
-def choose_target(upstream):
-    """Return the base URL of the target that gets the next request, or raise NoHealthyTarget (503)."""
-    if not upstream.targets:
-        raise NoHealthyTarget(f"Upstream {upstream.name!r} has no targets configured.")
-    if len(upstream.targets) == 1:
-        return upstream.targets[0][0]
-    key = (upstream.name, upstream.targets)
-    balancer = _balancers.get(key)
-    if balancer is None:
-        with _lock:
-            balancer = _balancers.setdefault(key, WeightedRoundRobin(upstream.targets))
-    return balancer.next_url()
-
-
 def timeouts(upstream, route=None):
     """Return the (connect, read) timeout in seconds: the route's, else the upstream's, else the settings'."""
     connect = (
@@ -124,7 +88,7 @@ def timeouts(upstream, route=None):
     return (connect, read)
 
 
-def send(upstream, method, url, headers, body, raw_target=None):
+def send(upstream, method, url, headers, body, raw_target=None, timeout=None):
     """Send one request to ``url`` and return the streamed requests.Response.
 
     ``raw_target`` is the path and query to put on the request line unchanged.
@@ -152,7 +116,7 @@ def send(upstream, method, url, headers, body, raw_target=None):
     _raw_target.value = raw_target
     try:
         return get_session(upstream.name).send(
-            prepared, stream=True, timeout=timeouts(upstream), allow_redirects=False
+            prepared, stream=True, timeout=timeout or timeouts(upstream), allow_redirects=False
         )
     except requests.exceptions.ConnectTimeout as exc:
         raise UpstreamTimeout(log_error="connect_timeout") from exc

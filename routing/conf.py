@@ -6,6 +6,8 @@ from django.core.signals import setting_changed
 DEFAULTS = {
     # The first path segment of the admin console, for example "console" for /console/.
     "CONSOLE_PREFIX": "console",
+    # What this process serves: "proxy" (no console), "console" (no proxy) or "both".
+    "MODE": "both",
     # Used when an upstream leaves its own timeouts empty.
     "UPSTREAM_CONNECT_TIMEOUT_SECONDS": 5.0,
     "UPSTREAM_READ_TIMEOUT_SECONDS": 30.0,
@@ -25,6 +27,10 @@ DEFAULTS = {
     "MAX_REQUEST_HEADER_BYTES": 32 * 1024,
     # Bearer tokens above this size get 401 before any decoding work.
     "ACCESS_TOKEN_MAX_BYTES": 8 * 1024,
+    # Request bodies up to this size are kept in memory so that a retry can resend them.
+    "RETRY_BUFFER_BYTES": 64 * 1024,
+    # The pause before the first retry; each further retry doubles it, with jitter.
+    "RETRY_BACKOFF_SECONDS": 0.025,
     # Failed logins per username and per client address before 429.
     "LOGIN_FAILURE_LIMIT": 5,
     "LOGIN_FAILURE_WINDOW_SECONDS": 300,

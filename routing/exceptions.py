@@ -105,6 +105,13 @@ class NoHealthyTarget(GatewayError):
     default_detail = _("The upstream has no target to send the request to.")
     default_code = "no_healthy_target"
 
+    def __init__(self, detail=None, retry_after=5):
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+    def response_headers(self):
+        return {"Retry-After": str(self.retry_after)}
+
 
 class UpstreamTimeout(GatewayError):
     status_code = 504

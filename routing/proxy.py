@@ -10,7 +10,7 @@ from django.http.request import split_domain_port
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.tokens import ANONYMOUS, verify_access_token
-from routing import client, headers
+from routing import forwarding, headers, health, metrics
 from routing.conf import gateway_settings
 from routing.exceptions import (
     BadRequest,
@@ -20,7 +20,7 @@ from routing.exceptions import (
     RequestBodyTooLarge,
     RequestHeadersTooLarge,
 )
-from routing.decision import decide, target_base_path
+from routing.decision import decide
 from routing.matching import route_tables
 from routing.paths import path_from_path_info, raw_request_path
 from routing.problems import problem_response
@@ -40,7 +40,8 @@ def handle(request):
     Writes one access-log line per request.
     """
     started = time.perf_counter()
-    log = {"route": "-", "target": "-"}
+    log = {"route": "-", "target": "-", "request_id": request.request_id}
+    health.ensure_health_checker()
     try:
         response = proxy(request, log)
     except GatewayError as exc:
@@ -56,6 +57,8 @@ def handle(request):
         )
         log["error"] = exc.__class__.__name__
     write_access_log(request, response.status_code, started, log)
+    metrics.record_request(log["route"], response.status_code, time.perf_counter() - started,
+                           log.get("shadow_denials", 0))
     # The access-log line is the one line for this request; Django's request
     # logger would otherwise repeat every 4xx and 5xx.
     response._has_been_logged = True
@@ -76,24 +79,20 @@ def proxy(request, log):
         log=log,
     )
     route = decision.route
-    log["shadow_denials"] = len(decision.shadow_denials)
+    log["shadow_denials"] = [denial.requirement for denial in decision.shadow_denials]
     for denial in decision.shadow_denials:
         logger.warning(
             "shadow_denied request_id=%s route=%s requirement=%s user=%s reason=%s",
             request.request_id, route.name, denial.requirement, decision.identity.user_id or "-", denial.reason,
         )
 
-    target = client.choose_target(route.upstream)
-    query = query_suffix(request)
-    log["target"] = target
     forward_headers = headers.forward_request_headers(request, decision.identity, request.request_id,
                                                       route.preserve_host)
     body = request_body(request, route)
-    upstream_response = client.send(
-        route.upstream, request.method, target + decision.forwarded_path + query, forward_headers, body,
-        raw_target=target_base_path(target) + decision.forwarded_path + query,
+    _target, upstream_response, on_close = forwarding.forward(
+        route, request.method, decision.forwarded_path, query_suffix(request), forward_headers, body, log
     )
-    return build_response(request, upstream_response)
+    return build_response(request, upstream_response, on_close)
 
 
 def check_header_size(request):
@@ -178,17 +177,20 @@ class RequestBody:
 
     ``__len__`` lets requests send a Content-Length instead of chunked encoding.
     The size was checked against the route's limit before the first byte is read.
+    ``started`` tells a retry whether any byte was consumed.
     """
 
     def __init__(self, stream, length, chunk_size):
         self.stream = stream
         self.length = length
         self.chunk_size = chunk_size
+        self.started = False
 
     def __len__(self):
         return self.length
 
     def __iter__(self):
+        self.started = True
         remaining = self.length
         while remaining > 0:
             chunk = self.stream.read(min(self.chunk_size, remaining))
@@ -198,21 +200,27 @@ class RequestBody:
             yield chunk
 
 
-def chunked_body(stream, chunk_size, limit):
-    """Yield a chunked request body until the WSGI server reports its end.
+class ChunkedBody:
+    """A chunked request body, read until the WSGI server reports its end.
 
     Raise RequestBodyTooLarge (413) once more than ``limit`` bytes arrived; the
     upstream connection is then dropped before the body ends.
     """
-    received = 0
-    while True:
-        chunk = stream.read(chunk_size)
-        if not chunk:
-            return
-        received += len(chunk)
-        if received > limit:
-            raise RequestBodyTooLarge(f"The request body exceeds this route's limit of {limit} bytes.")
-        yield chunk
+
+    def __init__(self, stream, chunk_size, limit):
+        self.stream = stream
+        self.chunk_size = chunk_size
+        self.limit = limit
+        self.started = False
+
+    def __iter__(self):
+        self.started = True
+        received = 0
+        while chunk := self.stream.read(self.chunk_size):
+            received += len(chunk)
+            if received > self.limit:
+                raise RequestBodyTooLarge(f"The request body exceeds this route's limit of {self.limit} bytes.")
+            yield chunk
 
 
 def request_body(request, route):
@@ -226,7 +234,7 @@ def request_body(request, route):
     if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Django reads no body without Content-Length, so read the WSGI input,
         # which gunicorn decodes from chunked transfer coding.
-        return chunked_body(request.environ["wsgi.input"], chunk_size, limit)
+        return ChunkedBody(request.environ["wsgi.input"], chunk_size, limit)
     raw_length = request.META.get("CONTENT_LENGTH") or "0"
     if not raw_length.isdigit():
         raise BadRequest("The Content-Length header is not a non-negative integer.", code="invalid_content_length")
@@ -239,18 +247,28 @@ def request_body(request, route):
 
 
 class UpstreamBody:
-    """The upstream response body as it arrives, compressed bytes passed through untouched."""
+    """The upstream response body as it arrives, compressed bytes passed through untouched.
 
-    def __init__(self, upstream_response, chunk_size, request_id):
+    Each chunk is passed on as soon as the upstream sends it, so server-sent
+    events arrive one by one and a slow stream is not held back.
+    """
+
+    def __init__(self, upstream_response, chunk_size, request_id, on_close=None):
         self.upstream_response = upstream_response
         self.chunk_size = chunk_size
         self.request_id = request_id
+        self.on_close = on_close
         self.complete = False
+        self.closed = False
 
     def __iter__(self):
         raw = self.upstream_response.raw
         try:
-            yield from raw.stream(self.chunk_size, decode_content=False)
+            if raw.chunked and raw.supports_chunked_reads():
+                yield from raw.read_chunked(self.chunk_size, decode_content=False)
+            else:
+                while chunk := raw.read1(self.chunk_size, decode_content=False):
+                    yield chunk
         except Exception as exc:
             # The status line has been sent, so the only signal left to the client
             # is a connection closed before the end of the body.
@@ -262,10 +280,15 @@ class UpstreamBody:
 
     def close(self):
         """Return the connection to the pool after a full read, or drop it after a partial one."""
+        if self.closed:
+            return
+        self.closed = True
         raw = self.upstream_response.raw
         if not self.complete:
             raw.close()
         raw.release_conn()
+        if self.on_close is not None:
+            self.on_close()
 
 
 class ProxyResponse(StreamingHttpResponse):
@@ -292,10 +315,10 @@ class ProxyResponse(StreamingHttpResponse):
     __contains__ = has_header
 
 
-def build_response(request, upstream_response):
-    """Return the client response for a streamed upstream response."""
+def build_response(request, upstream_response, on_close=None):
+    """Return the client response for a streamed upstream response; ``on_close`` runs when it is closed."""
     status = upstream_response.status_code
-    body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id)
+    body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id, on_close)
     if request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200:
         content = iter(())
         body.complete = _drain_empty(upstream_response)

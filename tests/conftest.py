@@ -5,6 +5,7 @@ import requests
 
 from accounts.models import ApiPermission, Role, User
 from accounts.tokens import RefreshToken, issue_access_token
+from routing import balancing, health
 from routing import client as forwarding_client
 from routing.matching import route_tables
 from routing.models import Route, RoleRule, Target, Upstream
@@ -16,7 +17,8 @@ from tests.upstream import RecordingUpstream
 def fresh_route_table():
     """Start every test with no route table and no pooled connections, as a new worker would."""
     route_tables.clear()
-    forwarding_client._balancers.clear()
+    balancing.clear()
+    health.get_store().clear()
     yield
     route_tables.clear()
     for session in forwarding_client._sessions.values():
@@ -135,9 +137,17 @@ def gateway(live_server, settings):
     return live_server.url
 
 
+class TimeoutSession(requests.Session):
+    """A requests session whose calls time out after 30 s unless told otherwise, so a hang fails the test."""
+
+    def request(self, *args, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return super().request(*args, **kwargs)
+
+
 @pytest.fixture
 def http():
-    with requests.Session() as session:
+    with TimeoutSession() as session:
         session.trust_env = False
         yield session
 

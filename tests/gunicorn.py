@@ -50,14 +50,15 @@ class GunicornGateway:
             **self.env,
         }
         self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "gatewaysite" / "gunicorn.conf.py"),
-                "gatewaysite.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--threads", str(self.threads),
-                "--worker-class", "gthread", "--graceful-timeout", "2", "--timeout", "30",
-            ],
-            cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        command = [
+            sys.executable, "-m", "gunicorn", "-c", str(BASE_DIR / "gatewaysite" / "gunicorn.conf.py"),
+            "gatewaysite.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+            "--graceful-timeout", "2", "--timeout", "30",
+        ]
+        # Without threads, the count comes from gatewaysite/gunicorn.conf.py, as in production.
+        if self.threads is not None:
+            command += ["--threads", str(self.threads)]
+        self.process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.wait_for_port(timeout_seconds)
         return self
 
