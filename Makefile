@@ -2,6 +2,7 @@
 # make test:    install into .venv and run pytest; extra options go in PYTEST_ARGS
 # make install: create .venv and install the project with its test and demo extras
 # make clean:   remove var/, .venv and the egg-info that the editable install writes
+# make bench:   benchmark jwtgate against nginx, HAProxy and django-revproxy; rewrites docs/benchmarks.md
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 INSTALL_STAMP := $(VENV)/.jwtgate-installed
 PYTEST_ARGS ?=
 
-.PHONY: run test install clean
+.PHONY: run test install clean bench
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
@@ -38,5 +39,8 @@ $(INSTALL_STAMP): pyproject.toml | $(BIN)/pip
 	$(BIN)/python -m pip install --disable-pip-version-check -e '.[test,demo]'
 	touch $(INSTALL_STAMP)
 
+bench: install
+	bash bench/run.sh
+
 clean:
-	rm -rf var $(VENV) jwtgate.egg-info
+	rm -rf var $(VENV) jwtgate.egg-info bench/.venv-peer bench/.venv-tools bench/.results
