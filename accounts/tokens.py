@@ -5,6 +5,9 @@ import binascii
 import functools
 import hashlib
 import json
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -86,6 +89,7 @@ def get_token_backend():
 def clear_token_backend(*args, setting, **kwargs):
     if setting == "SIMPLE_JWT":
         get_token_backend.cache_clear()
+        verified_tokens.clear()
 
 
 setting_changed.connect(clear_token_backend)
@@ -218,8 +222,68 @@ def check_token_structure(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
             raise MalformedToken(f"Token claim {claim!r} is not {expected}.")
 
 
+class VerifiedTokenCache:
+    """A bounded map from access tokens that passed verification to their Identity, each until its ``exp``.
+
+    Clients repeat the same token on every request, so the signature is checked
+    once per token and worker. An entry is used only strictly before the token's
+    ``exp``, without the leeway, and the oldest entry goes first when the cache is
+    full. Only verified tokens enter, so invalid tokens cannot fill it.
+    """
+
+    def __init__(self, max_entries=4096, clock=time.time):
+        self.max_entries = max_entries
+        self.clock = clock
+        self.entries = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, raw_token):
+        entry = self.entries.get(raw_token)
+        if entry is None:
+            return None
+        identity, expires_at = entry
+        if self.clock() >= expires_at:
+            with self.lock:
+                self.entries.pop(raw_token, None)
+            return None
+        return identity
+
+    def put(self, raw_token, identity, expires_at):
+        with self.lock:
+            self.entries[raw_token] = (identity, expires_at)
+            while len(self.entries) > self.max_entries:
+                self.entries.popitem(last=False)
+
+    def clear(self):
+        with self.lock:
+            self.entries.clear()
+
+
+verified_tokens = VerifiedTokenCache()
+
+
+def verify_access_token_cached(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
+    """Return the Identity of an access token, from the cache of verified tokens when it is there.
+
+    Raise TokenError as verify_access_token does. The size limit applies before the lookup.
+    """
+    if len(raw_token) > max_bytes:
+        raise MalformedToken(f"Token is longer than {max_bytes} bytes.")
+    identity = verified_tokens.get(raw_token)
+    if identity is not None:
+        return identity
+    identity, expires_at = verify_access_token_with_expiry(raw_token, max_bytes)
+    verified_tokens.put(raw_token, identity, expires_at)
+    return identity
+
+
 def verify_access_token(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
-    """Return the Identity in a valid access token, or raise TokenError.
+    """Return the Identity in a valid access token, or raise TokenError; see verify_access_token_with_expiry."""
+    return verify_access_token_with_expiry(raw_token, max_bytes)[0]
+
+
+def verify_access_token_with_expiry(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
+    """Return the Identity in a valid access token and its ``exp``, or raise TokenError.
 
     The signature algorithm comes from the settings, never from the token header.
     ``exp`` and ``jti`` are required, and ``nbf`` and ``iat`` may not lie in the
@@ -231,8 +295,9 @@ def verify_access_token(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
     subject = token.get(settings.SIMPLE_JWT.get("USER_ID_CLAIM", "sub"))
     if not isinstance(subject, str) or not subject:
         raise TokenError("Token has no subject.")
-    return Identity(
+    identity = Identity(
         user_id=subject,
         roles=frozenset(token.get(ROLES_CLAIM) or ()),
         permissions=frozenset(token.get(PERMISSIONS_CLAIM) or ()),
     )
+    return identity, float(token["exp"])

@@ -19,8 +19,11 @@ DEFAULTS = {
     "EXTRA_IDENTITY_HEADERS": [],
     # Connections kept open per upstream in each worker.
     "UPSTREAM_POOL_SIZE": 32,
-    # Bytes read from the client or the upstream per chunk while streaming.
+    # Bytes read from the upstream per chunk while streaming a response.
     "STREAM_CHUNK_BYTES": 64 * 1024,
+    # Bytes read from the client per chunk while streaming a request body. gunicorn
+    # copies its read buffer on every read, so few large reads cost less CPU.
+    "REQUEST_BODY_CHUNK_BYTES": 1024 * 1024,
     # Request bodies above this size get 413, unless a route sets its own limit.
     "MAX_REQUEST_BODY_BYTES": 64 * 1024 * 1024,
     # Request headers (names and values together) above this size get 431.

@@ -105,14 +105,15 @@ def forward(route, method, forwarded_path, query, headers, body, log):
                 continue
             raise
 
-        if response.status_code in upstream.failure_statuses:
-            record_failure(store, upstream, key, target, f"status_{response.status_code}")
+        if response.status in upstream.failure_statuses:
+            record_failure(store, upstream, key, target, f"status_{response.status}")
         else:
             store.record_success(key)
-        if attempt < attempts and response.status_code in upstream.retry_on_statuses and can_replay(body):
+        if attempt < attempts and response.status in upstream.retry_on_statuses and can_replay(body):
             response.close()
+            response.release_conn()
             balancer.finished(target)
-            log_retry(log, target, f"status_{response.status_code}", attempt)
+            log_retry(log, target, f"status_{response.status}", attempt)
             time.sleep(backoff_seconds(attempt))
             continue
         return target, response, lambda: balancer.finished(target)

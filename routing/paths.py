@@ -29,7 +29,7 @@ UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 RAW_ALLOWED = UNRESERVED | frozenset(b"!$&'()*+,;=:@")
 HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 MAX_PATH_LENGTH = 8192
-ESCAPE_RE = re.compile(r"%[0-9A-F]{2}")
+DOUBLE_ENCODED_RE = re.compile(r"%25[0-9A-Fa-f]{2}")
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,6 @@ def normalize_segment(raw_segment):
             byte = int(escape, 16)
             index += 3
             had_escape = True
-            if byte == ord("%") and is_escape(raw_segment[index : index + 2]):
-                # "%252F" is "%2F" to an upstream that decodes twice.
-                raise InvalidPath("The request path contains a double-encoded character.", code="double_encoding")
             if byte == ord("/"):
                 encoded_slash = True
             elif byte == ord("\\"):
@@ -147,6 +144,10 @@ def normalize_segment(raw_segment):
         raise InvalidPath("The request path is not valid UTF-8 once decoded.", code="invalid_utf8") from exc
 
     segment = "".join(parts)
+    # "%252F" is "%2F" to an upstream that decodes twice. The check runs on the
+    # canonical form, because decoding "%41" after "%25" can also make one.
+    if DOUBLE_ENCODED_RE.search(segment):
+        raise InvalidPath("The request path contains a double-encoded character.", code="double_encoding")
     if had_escape and segment in {".", ".."}:
         raise InvalidPath("The request path contains an encoded dot segment.", code="encoded_dot_segment")
     return segment, encoded_slash

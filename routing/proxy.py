@@ -9,7 +9,7 @@ from django.http import StreamingHttpResponse
 from django.http.request import split_domain_port
 from rest_framework_simplejwt.exceptions import TokenError
 
-from accounts.tokens import ANONYMOUS, verify_access_token
+from accounts.tokens import ANONYMOUS, verify_access_token_cached
 from routing import forwarding, headers, health, metrics
 from routing.conf import gateway_settings
 from routing.exceptions import (
@@ -153,7 +153,7 @@ def authenticate(request, route):
             return ANONYMOUS
         raise NotAuthenticated()
     try:
-        return verify_access_token(token, gateway_settings.ACCESS_TOKEN_MAX_BYTES)
+        return verify_access_token_cached(token, gateway_settings.ACCESS_TOKEN_MAX_BYTES)
     except TokenError as exc:
         raise InvalidToken(log_error=f"invalid_token reason={exc.__class__.__name__}") from exc
 
@@ -229,7 +229,7 @@ def request_body(request, route):
     Raise RequestBodyTooLarge (413) for a Content-Length above the route's limit,
     without reading the body.
     """
-    chunk_size = gateway_settings.STREAM_CHUNK_BYTES
+    chunk_size = gateway_settings.REQUEST_BODY_CHUNK_BYTES
     limit = route.max_body_bytes if route.max_body_bytes is not None else gateway_settings.MAX_REQUEST_BODY_BYTES
     if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Django reads no body without Content-Length, so read the WSGI input,
@@ -262,7 +262,7 @@ class UpstreamBody:
         self.closed = False
 
     def __iter__(self):
-        raw = self.upstream_response.raw
+        raw = self.upstream_response
         try:
             if raw.chunked and raw.supports_chunked_reads():
                 yield from raw.read_chunked(self.chunk_size, decode_content=False)
@@ -283,7 +283,7 @@ class UpstreamBody:
         if self.closed:
             return
         self.closed = True
-        raw = self.upstream_response.raw
+        raw = self.upstream_response
         if not self.complete:
             raw.close()
         raw.release_conn()
@@ -316,27 +316,27 @@ class ProxyResponse(StreamingHttpResponse):
 
 
 def build_response(request, upstream_response, on_close=None):
-    """Return the client response for a streamed upstream response; ``on_close`` runs when it is closed."""
-    status = upstream_response.status_code
+    """Return the client response for urllib3's streamed response; ``on_close`` runs when it is closed."""
+    status = upstream_response.status
     body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id, on_close)
     if request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200:
         content = iter(())
-        body.complete = _drain_empty(upstream_response)
+        body.complete = connection_reusable(upstream_response)
     else:
         content = body
     response = ProxyResponse(
         content,
         status=status,
         reason=upstream_response.reason or None,
-        upstream_headers=headers.response_headers(upstream_response.raw.headers.items()),
+        upstream_headers=headers.response_headers(upstream_response.headers.items()),
     )
     response._resource_closers.append(body.close)
     return response
 
 
-def _drain_empty(upstream_response):
+def connection_reusable(upstream_response):
     """Return whether the upstream connection can be reused after a response without a body."""
-    return upstream_response.raw.length_remaining in (0, None) and not upstream_response.raw.chunked
+    return upstream_response.length_remaining in (0, None) and not upstream_response.chunked
 
 
 def loggable(value, limit=200):

@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from accounts.models import ApiPermission, Role, User
-from accounts.tokens import RefreshToken, issue_access_token
+from accounts.tokens import RefreshToken, issue_access_token, verified_tokens
 from routing import balancing, health
 from routing import client as forwarding_client
 from routing.matching import route_tables
@@ -19,11 +19,10 @@ def fresh_route_table():
     route_tables.clear()
     balancing.clear()
     health.get_store().clear()
+    verified_tokens.clear()
     yield
     route_tables.clear()
-    for session in forwarding_client._sessions.values():
-        session.close()
-    forwarding_client._sessions.clear()
+    forwarding_client.clear()
 
 
 def read_response(response):
