@@ -2,6 +2,7 @@
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.cases import CASES, JWTGATE_VARIANT, NO_TOKEN_CHECK, SUBJECTS, TIME_BUDGET
 from harness.profiling import PROJECT_PACKAGES, REQUEST_FRAME, frame_file
@@ -601,11 +602,22 @@ def commands_lines(record):
     ]
 
 
+ANALYSIS_PATH = Path(__file__).resolve().parent.parent / "analysis.md"
+
+
+def analysis_lines():
+    """Return the hand-written reading of the results in bench/analysis.md, which each run keeps."""
+    if not ANALYSIS_PATH.exists():
+        return []
+    return ANALYSIS_PATH.read_text().rstrip("\n").splitlines()
+
+
 def render_markdown(record):
     """Return docs/benchmarks.md for ``record``."""
     sections = [
         introduction_lines(record),
         targets_lines(record),
+        analysis_lines(),
         method_lines(record),
         machine_lines(record),
         results_lines(record),
@@ -616,4 +628,4 @@ def render_markdown(record):
     ]
     if record["problems"]:
         sections.append(["## Problems in this run", "", *[f"- {problem}" for problem in record["problems"]]])
-    return "\n\n".join("\n".join(section) for section in sections) + "\n"
+    return "\n\n".join("\n".join(section) for section in sections if section) + "\n"
