@@ -5,19 +5,20 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group
 
 from accounts.models import ApiPermission, Role, User
+from console.config.links import HistoryLinkMixin
 
 # Roles replace Django groups for API access; hiding groups avoids two similar lists.
 admin.site.unregister(Group)
 
 
 @admin.register(ApiPermission)
-class ApiPermissionAdmin(admin.ModelAdmin):
+class ApiPermissionAdmin(HistoryLinkMixin, admin.ModelAdmin):
     list_display = ["codename", "description"]
     search_fields = ["codename", "description"]
 
 
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(HistoryLinkMixin, admin.ModelAdmin):
     list_display = ["name", "description", "permission_codenames"]
     search_fields = ["name", "description"]
     filter_horizontal = ["permissions"]

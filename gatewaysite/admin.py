@@ -12,6 +12,10 @@ class ConsoleAdminSite(admin.AdminSite):
     site_header = "jwtgate console"
     site_title = "jwtgate console"
     index_title = "Routes, upstreams and roles"
+    # The admin's app list followed by links to the console's own pages.
+    index_template = "console/config/index.html"
+    # No "View site" link: the gateway has no site of its own, and "/" is proxied.
+    site_url = None
 
     def get_urls(self):
         """Return the admin's URLs after the console's own pages, which need a staff login too."""

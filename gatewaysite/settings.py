@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "accounts",
     "routing",
     "console",
+    "console.config",
 ]
 
 # Proxied requests leave the stack at ProxyDispatchMiddleware, so only the
@@ -87,6 +88,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "console.middleware.ChangeAttributionMiddleware",
+    "console.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -145,6 +148,13 @@ if not CONSOLE_PREFIX or "/" in CONSOLE_PREFIX:
     raise ImproperlyConfigured(
         f"JWTGATE_CONSOLE_PREFIX={CONSOLE_PREFIX!r} must be one non-empty path segment, such as console."
     )
+
+# What this process serves: proxy (the route table, no console URLs), console
+# (the console, with the proxy off) or both. GATEWAY["MODE"] below carries it.
+gateway_mode = os.environ.get("JWTGATE_MODE", "both").strip().lower()
+if gateway_mode not in {"proxy", "console", "both"}:
+    raise ImproperlyConfigured(f"JWTGATE_MODE={gateway_mode!r} is not a mode; use proxy, console or both.")
+
 STATIC_URL = f"/{CONSOLE_PREFIX}/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
@@ -207,6 +217,7 @@ SIMPLE_JWT = {
 # The gateway's own settings. routing/conf.py contains the defaults and documents each key.
 GATEWAY = {
     "CONSOLE_PREFIX": CONSOLE_PREFIX,
+    "MODE": gateway_mode,
     "UPSTREAM_CONNECT_TIMEOUT_SECONDS": float(os.environ.get("JWTGATE_UPSTREAM_CONNECT_TIMEOUT_SECONDS", "5")),
     "UPSTREAM_READ_TIMEOUT_SECONDS": float(os.environ.get("JWTGATE_UPSTREAM_READ_TIMEOUT_SECONDS", "30")),
     "CONFIG_CHECK_INTERVAL_SECONDS": float(os.environ.get("JWTGATE_CONFIG_CHECK_INTERVAL_SECONDS", "1")),
@@ -215,6 +226,12 @@ GATEWAY = {
     "MAX_REQUEST_BODY_BYTES": int(os.environ.get("JWTGATE_MAX_REQUEST_BODY_BYTES", str(64 * 1024 * 1024))),
     "MAX_REQUEST_HEADER_BYTES": int(os.environ.get("JWTGATE_MAX_REQUEST_HEADER_BYTES", str(32 * 1024))),
     "ACCESS_TOKEN_MAX_BYTES": int(os.environ.get("JWTGATE_ACCESS_TOKEN_MAX_BYTES", "8192")),
+    "RETRY_BUFFER_BYTES": int(os.environ.get("JWTGATE_RETRY_BUFFER_BYTES", str(64 * 1024))),
+    "RETRY_BACKOFF_SECONDS": float(os.environ.get("JWTGATE_RETRY_BACKOFF_SECONDS", "0.025")),
+    # One pooled connection per request thread by default (gunicorn's threads).
+    "UPSTREAM_POOL_SIZE": int(
+        os.environ.get("JWTGATE_UPSTREAM_POOL_SIZE") or os.environ.get("JWTGATE_THREADS") or "32"
+    ),
     "LOGIN_FAILURE_LIMIT": int(os.environ.get("JWTGATE_LOGIN_FAILURE_LIMIT", "5")),
     "LOGIN_FAILURE_WINDOW_SECONDS": int(os.environ.get("JWTGATE_LOGIN_FAILURE_WINDOW_SECONDS", "300")),
 }

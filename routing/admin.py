@@ -1,8 +1,13 @@
 """Console pages for upstreams with their targets and routes with their role rules."""
 
-from django.contrib import admin
+import time
 
-from routing.models import Route, RoleRule, Target, Upstream
+from django.contrib import admin, messages
+from django.utils.html import format_html_join
+
+from console.config.links import HistoryLinkMixin
+from routing import health
+from routing.models import Route, RoleRule, Target, Upstream, duplicate_message, find_duplicates
 
 
 class TargetInline(admin.TabularInline):
@@ -12,8 +17,9 @@ class TargetInline(admin.TabularInline):
 
 
 @admin.register(Upstream)
-class UpstreamAdmin(admin.ModelAdmin):
-    list_display = ["name", "target_urls", "connect_timeout_seconds", "read_timeout_seconds"]
+class UpstreamAdmin(HistoryLinkMixin, admin.ModelAdmin):
+    list_display = ["name", "target_health", "balancing", "retries", "health_check_path"]
+    list_filter = ["balancing"]
     search_fields = ["name", "description", "targets__url"]
     inlines = [TargetInline]
     fieldsets = [
@@ -26,9 +32,19 @@ class UpstreamAdmin(admin.ModelAdmin):
         ]}),
     ]
 
-    @admin.display(description="targets")
-    def target_urls(self, upstream):
-        return ", ".join(target.url for target in upstream.targets.all())
+    @admin.display(description="targets and their health")
+    def target_health(self, upstream):
+        """List each target with its health as this instance's workers share it (see routing.health)."""
+        now = time.time()
+        return format_html_join(
+            ", ",
+            '{} <span class="target-health target-health-{}">({})</span>',
+            (
+                (target.url, status, status)
+                for target in upstream.targets.all()
+                for status in [health.target_status(upstream.name, target.url, now)]
+            ),
+        ) or "-"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("targets")
@@ -37,12 +53,12 @@ class UpstreamAdmin(admin.ModelAdmin):
 class RoleRuleInline(admin.TabularInline):
     model = RoleRule
     extra = 0
-    fields = ["methods", "path", "roles", "permissions"]
+    fields = ["methods", "path", "roles", "permissions", "shadow"]
     filter_horizontal = ["roles", "permissions"]
 
 
 @admin.register(Route)
-class RouteAdmin(admin.ModelAdmin):
+class RouteAdmin(HistoryLinkMixin, admin.ModelAdmin):
     list_display = ["name", "path_patterns", "method_names", "upstream", "auth", "role_names", "priority", "enabled"]
     list_filter = ["enabled", "auth", "upstream"]
     search_fields = ["name", "paths", "hosts", "upstream__name"]
@@ -52,7 +68,7 @@ class RouteAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "enabled", "upstream", "priority"]}),
         ("Matching", {"fields": ["paths", "methods", "hosts"]}),
-        ("Access", {"fields": ["auth", "roles", "permissions"]}),
+        ("Access", {"fields": ["auth", "roles", "permissions", "shadow"]}),
         ("Forwarding", {"fields": [
             "strip_prefix", "preserve_host", "allow_encoded_slashes", "max_body_bytes",
             "connect_timeout_seconds", "read_timeout_seconds", "retry_non_idempotent",
@@ -86,8 +102,18 @@ class RouteAdmin(admin.ModelAdmin):
         # save() per route, not update(), so that each change bumps the configuration version.
         count = 0
         for route in queryset:
-            if route.enabled != enabled:
-                route.enabled = enabled
-                route.save(update_fields=["enabled"])
-                count += 1
+            if route.enabled == enabled:
+                continue
+            if enabled:
+                # The same check as the change form: an enabled route may not claim the requests of another.
+                others = Route.objects.filter(enabled=True).exclude(pk=route.pk).order_by("name")
+                overlaps = find_duplicates(route, others)
+                if overlaps:
+                    self.message_user(
+                        request, f"Route {route.name!r} stays disabled: {duplicate_message(overlaps[0])}", messages.ERROR
+                    )
+                    continue
+            route.enabled = enabled
+            route.save(update_fields=["enabled"])
+            count += 1
         self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {count} route(s).")

@@ -17,8 +17,17 @@ from django.db import transaction
 
 from accounts.models import ApiPermission, Role
 from routing import patterns
-from routing.models import ConfigVersion, RoleRule, Route, Target, Upstream
-from routing.version import current_version
+from routing.models import (
+    ConfigVersion,
+    RoleRule,
+    Route,
+    Target,
+    Upstream,
+    duplicate_message,
+    parse_status_list,
+    route_overlap,
+)
+from routing.version import current_version, one_bump
 
 EXPORT_HEADER = (
     "# jwtgate configuration, exported by `manage.py exportconfig`.\n"
@@ -28,6 +37,9 @@ EXPORT_HEADER = (
 ADD = "add"
 CHANGE = "change"
 DELETE = "delete"
+
+# The actor of the changes in the change history when the command applies a file.
+ACTOR = "applyconfig"
 
 # Sections in the order they are written: a role needs its permissions, and a route
 # needs its upstream, roles and permissions.
@@ -50,6 +62,14 @@ class ConfigurationError(Exception):
         lines = [f"{self.source} is invalid, so nothing was changed:"]
         lines.extend(f"  {message}" for message in self.messages)
         return "\n".join(lines)
+
+
+class PlanChanged(Exception):
+    """The plan of a file differs from the plan that was confirmed; ``changes`` is the new plan."""
+
+    def __init__(self, changes):
+        self.changes = changes
+        super().__init__("the stored configuration changed since the plan was made")
 
 
 # The desired or current state of each kind of entry. Lists whose order carries no
@@ -78,6 +98,15 @@ class UpstreamSpec:
     description: str
     connect_timeout_seconds: float | None
     read_timeout_seconds: float | None
+    balancing: str
+    retries: int
+    retry_on_statuses: tuple  # of int, sorted
+    failure_threshold: int
+    failure_statuses: tuple  # of int, sorted
+    ejection_seconds: float
+    health_check_path: str
+    health_check_interval_seconds: float
+    health_check_timeout_seconds: float
     targets: tuple  # of (url, weight), sorted by URL
 
 
@@ -87,6 +116,7 @@ class RuleSpec:
     path: str
     roles: tuple
     permissions: tuple
+    shadow: bool
 
 
 @dataclass(frozen=True)
@@ -105,6 +135,10 @@ class RouteSpec:
     preserve_host: bool
     allow_encoded_slashes: bool
     max_body_bytes: int | None
+    connect_timeout_seconds: float | None
+    read_timeout_seconds: float | None
+    retry_non_idempotent: bool
+    shadow: bool
     rules: tuple  # of RuleSpec, in order
 
 
@@ -121,8 +155,27 @@ ROUTE_ROW_FIELDS = (
     "preserve_host",
     "allow_encoded_slashes",
     "max_body_bytes",
+    "connect_timeout_seconds",
+    "read_timeout_seconds",
+    "retry_non_idempotent",
+    "shadow",
 )
-UPSTREAM_ROW_FIELDS = ("description", "connect_timeout_seconds", "read_timeout_seconds")
+UPSTREAM_ROW_FIELDS = (
+    "description",
+    "connect_timeout_seconds",
+    "read_timeout_seconds",
+    "balancing",
+    "retries",
+    "retry_on_statuses",
+    "failure_threshold",
+    "failure_statuses",
+    "ejection_seconds",
+    "health_check_path",
+    "health_check_interval_seconds",
+    "health_check_timeout_seconds",
+)
+# Upstream fields stored as comma-separated text and written in the file as lists of integers.
+STATUS_LIST_FIELDS = ("retry_on_statuses", "failure_statuses")
 
 
 @dataclass(frozen=True)
@@ -273,6 +326,9 @@ def kind_problem(kind, value):
     elif kind == "number or null":
         if value is not None and not is_number(value):
             return f"expected a number of seconds or null, got {describe(value)}."
+    elif kind == "number":
+        if not is_number(value):
+            return f"expected a number of seconds, got {describe(value)}."
     elif kind == "boolean":
         if not isinstance(value, bool):
             return f"expected true or false, got {describe(value)}."
@@ -284,6 +340,14 @@ def kind_problem(kind, value):
         for index, item in enumerate(value):
             if not isinstance(item, str):
                 return f"expected a list of strings, but item {index} is {describe(item)}."
+    elif kind == "list of status codes":
+        if not isinstance(value, list):
+            return f"expected a list of HTTP status codes such as [502, 503], got {describe(value)}."
+        for index, item in enumerate(value):
+            if not isinstance(item, int) or isinstance(item, bool):
+                return f"expected a list of HTTP status codes, but item {index} is {describe(item)}."
+            if not 100 <= item <= 599:
+                return f"item {index} ({item}) is not an HTTP status code; use numbers from 100 to 599."
     elif kind == "list of mappings":
         if not isinstance(value, list):
             return f"expected a list of mappings, got {describe(value)}."
@@ -298,6 +362,8 @@ PLACEHOLDERS = {
     "integer": 0,
     "integer or null": None,
     "number or null": None,
+    "number": 0.0,
+    "list of status codes": [],
     "boolean": False,
     "list of strings": [],
     "list of mappings": [],
@@ -349,6 +415,15 @@ UPSTREAM_KEYS = {
     "description": Key("string", ""),
     "connect_timeout_seconds": Key("number or null", None),
     "read_timeout_seconds": Key("number or null", None),
+    "balancing": Key("string", Upstream.BALANCING_ROUND_ROBIN),
+    "retries": Key("integer", 1),
+    "retry_on_statuses": Key("list of status codes", [502, 503, 504]),
+    "failure_threshold": Key("integer", 5),
+    "failure_statuses": Key("list of status codes", [500, 502, 503, 504]),
+    "ejection_seconds": Key("number", 30.0),
+    "health_check_path": Key("string", ""),
+    "health_check_interval_seconds": Key("number", 10.0),
+    "health_check_timeout_seconds": Key("number", 2.0),
     "targets": Key("list of mappings"),
 }
 TARGET_KEYS = {"url": Key("string"), "weight": Key("integer", 1)}
@@ -367,6 +442,10 @@ ROUTE_KEYS = {
     "preserve_host": Key("boolean", False),
     "allow_encoded_slashes": Key("boolean", False),
     "max_body_bytes": Key("integer or null", None),
+    "connect_timeout_seconds": Key("number or null", None),
+    "read_timeout_seconds": Key("number or null", None),
+    "retry_non_idempotent": Key("boolean", False),
+    "shadow": Key("boolean", False),
     "rules": Key("list of mappings", []),
 }
 RULE_KEYS = {
@@ -374,6 +453,7 @@ RULE_KEYS = {
     "path": Key("string", ""),
     "roles": Key("list of strings", []),
     "permissions": Key("list of strings", []),
+    "shadow": Key("boolean", False),
 }
 
 
@@ -423,6 +503,7 @@ class ConfigurationParser:
         self.source = source
         self.prune = prune
         self.errors = []
+        self.route_labels = {}  # route name -> how messages name its entry
 
     def parse(self, document):
         """Return the Configuration in ``document``, or raise ConfigurationError listing every problem."""
@@ -434,6 +515,7 @@ class ConfigurationParser:
             upstreams=self.parse_upstreams(sections["upstreams"]),
             routes=self.parse_routes(sections["routes"]),
         )
+        self.check_duplicate_routes(configuration.routes)
         if self.errors:
             raise ConfigurationError(self.source, self.errors)
         return configuration
@@ -576,22 +658,14 @@ class ConfigurationParser:
             values, invalid = read_keys(entry, UPSTREAM_KEYS, where, self.errors)
             if values is None:
                 continue
-            upstream = Upstream(
-                name=values["name"],
-                description=values["description"],
-                connect_timeout_seconds=values["connect_timeout_seconds"],
-                read_timeout_seconds=values["read_timeout_seconds"],
-            )
+            row_values = {name: values[name] for name in UPSTREAM_ROW_FIELDS}
+            for name in STATUS_LIST_FIELDS:
+                row_values[name] = ",".join(str(status) for status in values[name])
+            upstream = Upstream(name=values["name"], **row_values)
             self.clean_model(upstream, where, invalid)
             targets = {} if "targets" in invalid else self.parse_targets(values["targets"], where)
             if len(self.errors) == errors_before:
-                upstreams[upstream.name] = UpstreamSpec(
-                    name=upstream.name,
-                    description=upstream.description,
-                    connect_timeout_seconds=seconds_or_none(upstream.connect_timeout_seconds),
-                    read_timeout_seconds=seconds_or_none(upstream.read_timeout_seconds),
-                    targets=tuple(sorted(targets.items())),
-                )
+                upstreams[upstream.name] = upstream_spec(upstream, targets.items())
         return upstreams
 
     def parse_targets(self, entries, upstream_where):
@@ -640,6 +714,10 @@ class ConfigurationParser:
                 preserve_host=values["preserve_host"],
                 allow_encoded_slashes=values["allow_encoded_slashes"],
                 max_body_bytes=values["max_body_bytes"],
+                connect_timeout_seconds=values["connect_timeout_seconds"],
+                read_timeout_seconds=values["read_timeout_seconds"],
+                retry_non_idempotent=values["retry_non_idempotent"],
+                shadow=values["shadow"],
             )
             # The upstream may be new in this file, so it is checked by name instead.
             self.clean_model(route, where, invalid, exclude=["upstream"])
@@ -652,7 +730,52 @@ class ConfigurationParser:
                 routes[route.name] = route_spec(
                     route, values["upstream"], values["roles"], values["permissions"], rules
                 )
+                self.route_labels[route.name] = where
         return routes
+
+    def check_duplicate_routes(self, routes):
+        """Record an error for each enabled route that claims the same requests as an earlier enabled route.
+
+        The file's routes are compared with each other and, unless pruning, with the
+        enabled routes in the database that the file leaves out. This replaces the
+        database check of Route.validate_unique, which would compare with routes
+        that the file is about to change.
+        """
+        candidates = []
+        if not self.prune:
+            kept = Route.objects.filter(enabled=True).exclude(name__in=routes).order_by("name")
+            for row in kept:
+                try:
+                    candidates.append((row.name, row.path_list, row.method_list, row.host_list))
+                except ValidationError:
+                    continue
+        for name, spec in routes.items():  # in file order
+            if spec.enabled:
+                candidates.append((name, spec.paths, spec.methods, spec.hosts))
+
+        # Only routes with the same hosts and a pattern in common can overlap.
+        by_key = {}
+        for candidate in candidates:
+            name, paths, _methods, hosts = candidate
+            for pattern in paths:
+                by_key.setdefault((frozenset(hosts), pattern), []).append(candidate)
+        reported = set()
+        for name, paths, methods, hosts in candidates:
+            if name not in routes or name in reported:
+                continue
+            earlier = []
+            for pattern in paths:
+                for other in by_key[(frozenset(hosts), pattern)]:
+                    if other[0] == name:
+                        break
+                    if other not in earlier:
+                        earlier.append(other)
+            for other in earlier:
+                overlap = route_overlap(paths, methods, hosts, *other)
+                if overlap is not None:
+                    self.errors.append(f"{self.route_labels[name]}: paths: {duplicate_message(overlap)}")
+                    reported.add(name)
+                    break
 
     def parse_rules(self, entries, route_where):
         """Return the route's valid rules as a tuple of RuleSpec, recording the problems of the others."""
@@ -663,7 +786,7 @@ class ConfigurationParser:
             if values is None:
                 continue
             errors_before = len(self.errors)
-            rule = RoleRule(methods=",".join(values["methods"]), path=values["path"])
+            rule = RoleRule(methods=",".join(values["methods"]), path=values["path"], shadow=values["shadow"])
             self.clean_model(rule, where, invalid, exclude=["route"])
             self.check_references(where, "roles", values["roles"], "role")
             self.check_references(where, "permissions", values["permissions"], "permission")
@@ -674,6 +797,26 @@ class ConfigurationParser:
 
 def seconds_or_none(value):
     return None if value is None else float(value)
+
+
+def upstream_spec(upstream, targets):
+    """Return the UpstreamSpec of a cleaned or stored Upstream with ``targets`` as (url, weight) pairs."""
+    return UpstreamSpec(
+        name=upstream.name,
+        description=upstream.description,
+        connect_timeout_seconds=seconds_or_none(upstream.connect_timeout_seconds),
+        read_timeout_seconds=seconds_or_none(upstream.read_timeout_seconds),
+        balancing=upstream.balancing,
+        retries=upstream.retries,
+        retry_on_statuses=tuple(sorted(parse_status_list(upstream.retry_on_statuses))),
+        failure_threshold=upstream.failure_threshold,
+        failure_statuses=tuple(sorted(parse_status_list(upstream.failure_statuses))),
+        ejection_seconds=float(upstream.ejection_seconds),
+        health_check_path=upstream.health_check_path,
+        health_check_interval_seconds=float(upstream.health_check_interval_seconds),
+        health_check_timeout_seconds=float(upstream.health_check_timeout_seconds),
+        targets=tuple(sorted(targets)),
+    )
 
 
 def route_spec(route, upstream_name, role_names, permission_codenames, rules):
@@ -693,6 +836,10 @@ def route_spec(route, upstream_name, role_names, permission_codenames, rules):
         preserve_host=route.preserve_host,
         allow_encoded_slashes=route.allow_encoded_slashes,
         max_body_bytes=route.max_body_bytes,
+        connect_timeout_seconds=seconds_or_none(route.connect_timeout_seconds),
+        read_timeout_seconds=seconds_or_none(route.read_timeout_seconds),
+        retry_non_idempotent=route.retry_non_idempotent,
+        shadow=route.shadow,
         rules=tuple(rules),
     )
 
@@ -704,6 +851,7 @@ def rule_spec(rule, role_names, permission_codenames):
         path=rule.path,
         roles=sorted_unique(role_names),
         permissions=sorted_unique(permission_codenames),
+        shadow=rule.shadow,
     )
 
 
@@ -723,13 +871,7 @@ def read_configuration():
         for role in Role.objects.prefetch_related("permissions")
     }
     upstreams = {
-        upstream.name: UpstreamSpec(
-            name=upstream.name,
-            description=upstream.description,
-            connect_timeout_seconds=seconds_or_none(upstream.connect_timeout_seconds),
-            read_timeout_seconds=seconds_or_none(upstream.read_timeout_seconds),
-            targets=tuple(sorted((target.url, target.weight) for target in upstream.targets.all())),
-        )
+        upstream.name: upstream_spec(upstream, ((target.url, target.weight) for target in upstream.targets.all()))
         for upstream in Upstream.objects.prefetch_related("targets")
     }
     routes = {}
@@ -804,8 +946,16 @@ def write_role(spec, change):
         role.permissions.set(ApiPermission.objects.filter(codename__in=spec.permissions))
 
 
+def upstream_row_values(spec):
+    """Return the model attribute values of an UpstreamSpec's row fields."""
+    values = {name: getattr(spec, name) for name in UPSTREAM_ROW_FIELDS}
+    for name in STATUS_LIST_FIELDS:
+        values[name] = ",".join(str(status) for status in values[name])
+    return values
+
+
 def write_upstream(spec, change):
-    row_values = {name: getattr(spec, name) for name in UPSTREAM_ROW_FIELDS}
+    row_values = upstream_row_values(spec)
     if change.action == ADD:
         upstream = Upstream.objects.create(name=spec.name, **row_values)
         for url, weight in spec.targets:
@@ -876,7 +1026,7 @@ def write_route(spec, change):
 
 
 def write_rule(route, spec):
-    rule = RoleRule.objects.create(route=route, methods=",".join(spec.methods), path=spec.path)
+    rule = RoleRule.objects.create(route=route, methods=",".join(spec.methods), path=spec.path, shadow=spec.shadow)
     if spec.roles:
         rule.roles.set(Role.objects.filter(name__in=spec.roles))
     if spec.permissions:
@@ -904,15 +1054,23 @@ def apply_change(change, desired):
     WRITERS[change.kind](spec, change)
 
 
-def apply_configuration(text, source="<input>", prune=False, dry_run=False):
+def apply_configuration(text, source="<input>", prune=False, dry_run=False, expected_changes=None):
     """Make the database match the YAML configuration in ``text`` and return an ApplyResult.
 
     Raises ConfigurationError, listing every problem, when the file is invalid. All
     reads and writes run in one transaction, so an invalid file or a failed write
-    changes nothing. With ``dry_run`` the changes are planned but not written.
+    changes nothing. With ``dry_run`` the changes are planned but not written. With
+    ``expected_changes`` (the changes of an earlier dry run), raises PlanChanged and
+    writes nothing when the plan is no longer the same, because the stored
+    configuration changed in between.
     """
+    from console.config.history import attribute_changes
+    from console.config.models import ConfigChange
+
     document = load_yaml(text, source)
-    with transaction.atomic():
+    # The change history names "applyconfig" as the actor, unless the console's
+    # upload page runs this for a signed-in user.
+    with attribute_changes(ConfigChange.SOURCE_APPLYCONFIG, actor=ACTOR, keep_outer=True), transaction.atomic():
         if not dry_run:
             # On PostgreSQL this row lock makes a second applyconfig wait until the
             # first commits, so that it plans against the state the first one left.
@@ -920,9 +1078,13 @@ def apply_configuration(text, source="<input>", prune=False, dry_run=False):
             ConfigVersion.objects.select_for_update().filter(pk=1).first()
         desired = ConfigurationParser(source, prune=prune).parse(document)
         changes = plan_changes(desired, read_configuration(), prune=prune)
+        if expected_changes is not None and tuple(changes) != tuple(expected_changes):
+            raise PlanChanged(tuple(changes))
         if not dry_run:
-            for change in changes:
-                apply_change(change, desired)
+            # One version bump for the whole file, not one per row written.
+            with one_bump():
+                for change in changes:
+                    apply_change(change, desired)
         version = current_version()
     return ApplyResult(changes=tuple(changes), dry_run=dry_run, version=version)
 
@@ -957,6 +1119,15 @@ def configuration_document(configuration):
             "description": spec.description,
             "connect_timeout_seconds": spec.connect_timeout_seconds,
             "read_timeout_seconds": spec.read_timeout_seconds,
+            "balancing": spec.balancing,
+            "retries": spec.retries,
+            "retry_on_statuses": list(spec.retry_on_statuses),
+            "failure_threshold": spec.failure_threshold,
+            "failure_statuses": list(spec.failure_statuses),
+            "ejection_seconds": spec.ejection_seconds,
+            "health_check_path": spec.health_check_path,
+            "health_check_interval_seconds": spec.health_check_interval_seconds,
+            "health_check_timeout_seconds": spec.health_check_timeout_seconds,
             "targets": [{"url": url, "weight": weight} for url, weight in spec.targets],
         }
         for spec in sorted_by_name(configuration.upstreams)
@@ -993,12 +1164,17 @@ def route_document(spec):
         "preserve_host": spec.preserve_host,
         "allow_encoded_slashes": spec.allow_encoded_slashes,
         "max_body_bytes": spec.max_body_bytes,
+        "connect_timeout_seconds": spec.connect_timeout_seconds,
+        "read_timeout_seconds": spec.read_timeout_seconds,
+        "retry_non_idempotent": spec.retry_non_idempotent,
+        "shadow": spec.shadow,
         "rules": [
             {
                 "methods": list(rule.methods),
                 "path": rule.path,
                 "roles": list(rule.roles),
                 "permissions": list(rule.permissions),
+                "shadow": rule.shadow,
             }
             for rule in spec.rules
         ],

@@ -209,6 +209,12 @@ def get_store():
     return _store
 
 
+def target_status(upstream_name, url, now=None):
+    """Return the health of one target as this instance sees it: healthy, ejected, half-open or down."""
+    state = get_store().state(target_key(upstream_name, url))
+    return state.status(time.time() if now is None else now)
+
+
 def retry_after_seconds(states, now):
     """Return the whole seconds until the first ejected target may be tried again, at least 1."""
     waits = [state.ejected_until - now for state in states if not state.active_down and state.ejected_until > now]

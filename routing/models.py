@@ -1,5 +1,6 @@
 """Upstreams, their targets, routes and role rules, and the configuration version."""
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
@@ -139,6 +140,11 @@ class Target(models.Model):
     def __str__(self):
         return self.url
 
+    def clean(self):
+        # The same normalization as save(), so that the unique check per upstream
+        # sees http://host/v1/ and http://host/v1 as one target URL.
+        self.url = self.url.strip().rstrip("/")
+
     def save(self, *args, **kwargs):
         self.url = self.url.strip().rstrip("/")
         super().save(*args, **kwargs)
@@ -270,6 +276,104 @@ class Route(models.Model):
                     ]
         if errors:
             raise ValidationError(errors)
+
+    def validate_unique(self, exclude=None):
+        """Also reject an enabled route that matches the same requests as another enabled route.
+
+        Model forms call this after clean(), with the fields that failed validation in
+        ``exclude``. applyconfig checks the routes of a file against each other instead,
+        because the file may change the other routes too.
+        """
+        errors = {}
+        try:
+            super().validate_unique(exclude=exclude)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        exclude = set(exclude or ())
+        if self.enabled and not exclude & {"paths", "methods", "hosts", "enabled"}:
+            others = Route.objects.filter(enabled=True).exclude(pk=self.pk).order_by("name")
+            messages = [duplicate_message(overlap) for overlap in find_duplicates(self, others)]
+            if messages:
+                errors.setdefault("paths", []).extend(messages)
+        if errors:
+            raise ValidationError(errors)
+
+
+@dataclass(frozen=True)
+class RouteOverlap:
+    """A pattern, methods and hosts that two routes both claim."""
+
+    other: str
+    pattern: str
+    methods: frozenset
+    hosts: frozenset
+
+
+def effective_methods(methods):
+    """Return the methods a route with the method list ``methods`` accepts: all when empty, HEAD wherever GET is."""
+    accepted = set(methods) or set(patterns.HTTP_METHODS)
+    if "GET" in accepted:
+        accepted.add("HEAD")
+    return frozenset(accepted)
+
+
+def route_overlap(paths, methods, hosts, other_name, other_paths, other_methods, other_hosts):
+    """Return the RouteOverlap of two routes' normalized values, or None when they can never claim one request.
+
+    Two routes overlap when they have the same set of hosts, a pattern in common
+    and at least one method in common. Patterns that merely match some of the same
+    paths, such as ``/api/**`` and ``/api/orders``, do not count, because the more
+    specific pattern wins.
+    """
+    if set(hosts) != set(other_hosts):
+        return None
+    shared_patterns = [pattern for pattern in paths if pattern in set(other_paths)]
+    shared_methods = effective_methods(methods) & effective_methods(other_methods)
+    if not shared_patterns or not shared_methods:
+        return None
+    return RouteOverlap(other_name, shared_patterns[0], shared_methods, frozenset(hosts))
+
+
+def find_duplicates(route, others):
+    """Return a RouteOverlap for every route in ``others`` that claims the same requests as ``route``.
+
+    Stored values are parsed again, so a row written without clean() compares in
+    normalized form too, and a row whose values do not parse is skipped.
+    """
+    try:
+        values = (route.path_list, route.method_list, route.host_list)
+    except ValidationError:
+        return []
+    overlaps = []
+    for other in others:
+        try:
+            other_values = (
+                patterns.parse_paths(other.paths),
+                patterns.parse_methods(other.methods),
+                patterns.parse_hosts(other.hosts),
+            )
+        except ValidationError:
+            continue
+        overlap = route_overlap(*values, other.name, *other_values)
+        if overlap is not None:
+            overlaps.append(overlap)
+    return overlaps
+
+
+def duplicate_message(overlap):
+    """Return the validation message for a RouteOverlap, naming the other route."""
+    methods = sorted(overlap.methods)
+    if overlap.methods == effective_methods(()):
+        method_text = "every method"
+    elif len(methods) == 1:
+        method_text = f"method {methods[0]}"
+    else:
+        method_text = "methods " + ", ".join(methods)
+    host_text = "hosts " + ", ".join(sorted(overlap.hosts)) if overlap.hosts else "any host"
+    return (
+        f"Pattern {overlap.pattern!r} for {method_text} on {host_text} is already served by the enabled route "
+        f"{overlap.other!r}; change the pattern, methods or hosts, or disable one of the two routes."
+    )
 
 
 def path_has_prefix(pattern, prefix):

@@ -1,5 +1,7 @@
 """The console: route and upstream forms, their validation, and changes reaching the proxy."""
 
+import time
+
 import pytest
 
 from routing.models import ConfigVersion, Route, Upstream
@@ -119,3 +121,15 @@ def test_console_disable_action_reaches_proxy(console, make_route, upstream, aut
     console.post("/console/routing/route/", {"action": "disable_routes", "_selected_action": [route.pk]})
     assert read_response(console.get("/api/orders/1", headers=headers)).status_code == 404
     assert ConfigVersion.objects.get(pk=1).version == current_version()
+
+
+def test_console_upstream_list_shows_health(console, make_upstream):
+    from routing import health
+
+    upstream_row = make_upstream(name="svc", urls=["http://127.0.0.1:9001", "http://127.0.0.1:9002"])
+    store = health.get_store()
+    store.record_failure(health.target_key("svc", "http://127.0.0.1:9002"), 1, 60, time.time())
+    page = console.get("/console/routing/upstream/").content.decode()
+    assert upstream_row.name in page
+    assert "http://127.0.0.1:9001 <span class=\"target-health target-health-healthy\">(healthy)</span>" in page
+    assert "http://127.0.0.1:9002 <span class=\"target-health target-health-ejected\">(ejected)</span>" in page

@@ -22,6 +22,15 @@ upstreams:
     description: Order service
     connect_timeout_seconds: 2
     read_timeout_seconds: 10
+    balancing: least_outstanding
+    retries: 2
+    retry_on_statuses: [504, 503]
+    failure_threshold: 3
+    failure_statuses: [500, 503]
+    ejection_seconds: 15
+    health_check_path: /healthz
+    health_check_interval_seconds: 5
+    health_check_timeout_seconds: 0.5
     targets:
       - url: http://127.0.0.1:8081/v1
         weight: 1
@@ -51,11 +60,16 @@ routes:
     preserve_host: true
     allow_encoded_slashes: false
     max_body_bytes: 1048576
+    connect_timeout_seconds: 1.5
+    read_timeout_seconds: 20
+    retry_non_idempotent: true
+    shadow: true
     rules:
       - methods: [DELETE]
         path: /api/orders/**
         roles: [admin]
         permissions: []
+        shadow: true
       - methods: [POST]
         roles: []
         permissions: [orders:write]
@@ -140,6 +154,11 @@ def write_queries(queries):
     return [query["sql"] for query in queries if query["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
 
 
+RESILIENCE_FIELDS = (
+    "balancing", "retries", "retry_on_statuses", "failure_threshold", "failure_statuses", "ejection_seconds",
+    "health_check_path", "health_check_interval_seconds", "health_check_timeout_seconds",
+)
+
 # Creating
 
 
@@ -152,6 +171,29 @@ def test_applyconfig_creates_upstream_timeouts(base_applied):
     upstream = Upstream.objects.get(name="orders")
     assert upstream.connect_timeout_seconds == 2.0
     assert upstream.read_timeout_seconds == 10.0
+
+
+def test_applyconfig_creates_upstream_resilience(base_applied):
+    upstream = Upstream.objects.get(name="orders")
+    stored = {name: getattr(upstream, name) for name in RESILIENCE_FIELDS}
+    assert stored == {
+        "balancing": "least_outstanding",
+        "retries": 2,
+        "retry_on_statuses": "503,504",
+        "failure_threshold": 3,
+        "failure_statuses": "500,503",
+        "ejection_seconds": 15.0,
+        "health_check_path": "/healthz",
+        "health_check_interval_seconds": 5.0,
+        "health_check_timeout_seconds": 0.5,
+    }
+
+
+def test_applyconfig_fills_upstream_defaults(apply_config):
+    apply_config(BILLING_UPSTREAM)
+    upstream = Upstream.objects.get(name="billing")
+    stored = {name: getattr(upstream, name) for name in RESILIENCE_FIELDS}
+    assert stored == {name: Upstream._meta.get_field(name).get_default() for name in RESILIENCE_FIELDS}
 
 
 def test_applyconfig_creates_route_normalized(base_applied):
@@ -168,6 +210,10 @@ def test_applyconfig_creates_route_normalized(base_applied):
         "preserve_host": route.preserve_host,
         "allow_encoded_slashes": route.allow_encoded_slashes,
         "max_body_bytes": route.max_body_bytes,
+        "connect_timeout_seconds": route.connect_timeout_seconds,
+        "read_timeout_seconds": route.read_timeout_seconds,
+        "retry_non_idempotent": route.retry_non_idempotent,
+        "shadow": route.shadow,
     }
     assert stored == {
         "paths": "/api/orders\n/api/orders/**",
@@ -181,6 +227,10 @@ def test_applyconfig_creates_route_normalized(base_applied):
         "preserve_host": True,
         "allow_encoded_slashes": False,
         "max_body_bytes": 1048576,
+        "connect_timeout_seconds": 1.5,
+        "read_timeout_seconds": 20.0,
+        "retry_non_idempotent": True,
+        "shadow": True,
     }
 
 
@@ -195,6 +245,10 @@ def test_applyconfig_fills_route_defaults(base_applied):
         "preserve_host": route.preserve_host,
         "allow_encoded_slashes": route.allow_encoded_slashes,
         "max_body_bytes": route.max_body_bytes,
+        "connect_timeout_seconds": route.connect_timeout_seconds,
+        "read_timeout_seconds": route.read_timeout_seconds,
+        "retry_non_idempotent": route.retry_non_idempotent,
+        "shadow": route.shadow,
         "roles": list(route.roles.all()),
         "rules": list(route.rules.all()),
     }
@@ -207,6 +261,10 @@ def test_applyconfig_fills_route_defaults(base_applied):
         "preserve_host": False,
         "allow_encoded_slashes": False,
         "max_body_bytes": None,
+        "connect_timeout_seconds": None,
+        "read_timeout_seconds": None,
+        "retry_non_idempotent": False,
+        "shadow": False,
         "roles": [],
         "rules": [],
     }
@@ -219,10 +277,10 @@ def test_applyconfig_creates_route_roles(base_applied):
 def test_applyconfig_creates_rules_in_order(base_applied):
     rules = [
         (rule.methods, rule.path, sorted(rule.roles.values_list("name", flat=True)),
-         sorted(rule.permissions.values_list("codename", flat=True)))
+         sorted(rule.permissions.values_list("codename", flat=True)), rule.shadow)
         for rule in RoleRule.objects.filter(route__name="orders").order_by("id")
     ]
-    assert rules == [("DELETE", "/api/orders/**", ["admin"], []), ("POST", "", [], ["orders:write"])]
+    assert rules == [("DELETE", "/api/orders/**", ["admin"], [], True), ("POST", "", [], ["orders:write"], False)]
 
 
 def test_applyconfig_creates_role_permissions(base_applied):
@@ -345,12 +403,58 @@ def test_exportconfig_keeps_format_key_order(export_config, base_applied):
     document = yaml.safe_load(export_config())
     assert list(document) == ["upstreams", "permissions", "roles", "routes"]
     assert list(document["upstreams"][0]) == [
-        "name", "description", "connect_timeout_seconds", "read_timeout_seconds", "targets",
+        "name", "description", "connect_timeout_seconds", "read_timeout_seconds", "balancing", "retries",
+        "retry_on_statuses", "failure_threshold", "failure_statuses", "ejection_seconds", "health_check_path",
+        "health_check_interval_seconds", "health_check_timeout_seconds", "targets",
     ]
     assert list(document["routes"][0]) == [
         "name", "paths", "methods", "hosts", "upstream", "strip_prefix", "auth", "roles", "permissions",
-        "priority", "enabled", "preserve_host", "allow_encoded_slashes", "max_body_bytes", "rules",
+        "priority", "enabled", "preserve_host", "allow_encoded_slashes", "max_body_bytes",
+        "connect_timeout_seconds", "read_timeout_seconds", "retry_non_idempotent", "shadow", "rules",
     ]
+    assert list(document["routes"][0]["rules"][0]) == ["methods", "path", "roles", "permissions", "shadow"]
+
+
+def test_exportconfig_writes_resilience_fields(export_config, base_applied):
+    upstream = yaml.safe_load(export_config())["upstreams"][0]
+    assert upstream["retry_on_statuses"] == [503, 504]
+    assert upstream["failure_statuses"] == [500, 503]
+    assert upstream["ejection_seconds"] == 15.0
+
+
+def test_exportconfig_writes_route_fields(export_config, base_applied):
+    route = yaml.safe_load(export_config())["routes"][0]
+    written = {name: route[name] for name in ("connect_timeout_seconds", "read_timeout_seconds",
+                                              "retry_non_idempotent", "shadow")}
+    assert written == {"connect_timeout_seconds": 1.5, "read_timeout_seconds": 20.0,
+                       "retry_non_idempotent": True, "shadow": True}
+
+
+def test_exportconfig_defaults_apply_as_no_change(apply_config, export_config):
+    apply_config(BILLING_UPSTREAM)
+    version = current_version()
+    apply_config(export_config())
+    assert current_version() == version
+
+
+def test_applyconfig_status_order_is_no_change(apply_config, base_applied):
+    output = apply_config(BASE_CONFIG.replace("retry_on_statuses: [504, 503]", "retry_on_statuses: [503, 504]"))
+    assert output.startswith("No changes")
+
+
+@pytest.mark.parametrize("old, new, field", [
+    pytest.param("retries: 2", "retries: 3", "retries", id="retries"),
+    pytest.param("failure_statuses: [500, 503]", "failure_statuses: [502]", "failure_statuses", id="statuses"),
+    pytest.param("health_check_path: /healthz", "health_check_path: /ready", "health_check_path", id="health-path"),
+])
+def test_applyconfig_lists_changed_upstream_field(apply_config, base_applied, old, new, field):
+    output = apply_config(BASE_CONFIG.replace(old, new))
+    assert output.splitlines()[0].strip() == f"change upstream orders ({field})"
+
+
+def test_applyconfig_updates_rule_shadow(apply_config, base_applied):
+    apply_config(BASE_CONFIG.replace("        shadow: true\n", ""))
+    assert not RoleRule.objects.filter(route__name="orders", shadow=True).exists()
 
 
 def test_exportconfig_sorts_entries_by_name(apply_config, export_config, base_applied):
@@ -709,6 +813,77 @@ upstreams:
         "routes[0]: expected a mapping, got a string ('billing')",
         id="entry-not-mapping",
     ),
+    pytest.param(
+        BILLING_UPSTREAM.replace("    targets:", "    retry_on_statuses: [502, 700]\n    targets:"),
+        "upstreams[0] (billing): retry_on_statuses: item 1 (700) is not an HTTP status code",
+        id="status-out-of-range",
+    ),
+    pytest.param(
+        BILLING_UPSTREAM.replace("    targets:", "    failure_statuses: 500,502\n    targets:"),
+        "upstreams[0] (billing): failure_statuses: expected a list of HTTP status codes such as [502, 503], "
+        "got a string ('500,502')",
+        id="statuses-as-text",
+    ),
+    pytest.param(
+        BILLING_UPSTREAM.replace("    targets:", "    balancing: random\n    targets:"),
+        "upstreams[0] (billing): balancing: Value 'random' is not a valid choice",
+        id="unknown-balancing",
+    ),
+    pytest.param(
+        BILLING_UPSTREAM.replace("    targets:", "    retries: 11\n    targets:"),
+        "upstreams[0] (billing): retries: Ensure this value is less than or equal to 10",
+        id="too-many-retries",
+    ),
+    pytest.param(
+        BILLING_UPSTREAM.replace("    targets:", "    ejection_seconds: null\n    targets:"),
+        "upstreams[0] (billing): ejection_seconds: expected a number of seconds, got null",
+        id="ejection-null",
+    ),
+    pytest.param(
+        billing_with_routes("""\
+            - name: billing
+              paths: [/billing/**]
+              upstream: billing
+              read_timeout_seconds: 0
+            """),
+        "routes[0] (billing): read_timeout_seconds: Ensure this value is greater than or equal to 0.001",
+        id="route-zero-timeout",
+    ),
+    pytest.param(
+        billing_with_routes("""\
+            - name: billing
+              paths: [/billing/**]
+              upstream: billing
+              rules:
+                - methods: [POST]
+                  shadow: "yes"
+            """),
+        "routes[0] (billing): rules[0]: shadow: expected true or false, got a string ('yes')",
+        id="rule-shadow-as-text",
+    ),
+    pytest.param(
+        billing_with_routes(VALID_BILLING_ROUTE, """\
+            - name: billing-v2
+              paths: [/billing/**, /v2/**]
+              methods: [GET]
+              upstream: billing
+            """),
+        "routes[1] (billing-v2): paths: Pattern '/billing/**' for methods GET, HEAD on any host is already served "
+        "by the enabled route 'billing'",
+        id="duplicate-route-in-file",
+    ),
+    pytest.param(
+        billing_with_routes("""\
+            - name: orders-copy
+              paths: [/api/orders]
+              methods: [DELETE]
+              hosts: [api.example.com]
+              upstream: billing
+            """),
+        "routes[0] (orders-copy): paths: Pattern '/api/orders' for method DELETE on hosts api.example.com is "
+        "already served by the enabled route 'orders'",
+        id="duplicate-of-stored-route",
+    ),
 ]
 
 
@@ -742,6 +917,44 @@ def test_applyconfig_reports_every_error(apply_config, base_applied):
     assert problems == ["routes[0] (billing)", "routes[0] (billing)", "routes[1] (reports)"]
 
 
+def test_applyconfig_allows_swapping_patterns(apply_config, db):
+    apply_config(billing_with_routes(VALID_BILLING_ROUTE, """\
+        - name: invoices
+          paths: [/invoices/**]
+          upstream: billing
+        """))
+    apply_config(billing_with_routes("""\
+        - name: billing
+          paths: [/invoices/**]
+          upstream: billing
+        - name: invoices
+          paths: [/billing/**]
+          upstream: billing
+        """))
+    assert Route.objects.get(name="billing").paths == "/invoices/**"
+
+
+def test_applyconfig_allows_duplicate_of_disabled_route(apply_config, db):
+    apply_config(billing_with_routes(VALID_BILLING_ROUTE, """\
+        - name: billing-next
+          paths: [/billing/**]
+          upstream: billing
+          enabled: false
+        """))
+    assert not Route.objects.get(name="billing-next").enabled
+
+
+def test_applyconfig_prune_ignores_omitted_duplicate(apply_config, base_applied):
+    copy = billing_with_routes("""\
+        - name: orders-copy
+          paths: [/api/orders]
+          hosts: [api.example.com]
+          upstream: billing
+        """)
+    apply_config(copy, "--prune")
+    assert list(Route.objects.values_list("name", flat=True)) == ["orders-copy"]
+
+
 def test_applyconfig_failed_write_rolls_back(apply_config, base_applied, monkeypatch):
     def fail(spec, change):
         raise RuntimeError("write failed")
@@ -751,3 +964,10 @@ def test_applyconfig_failed_write_rolls_back(apply_config, base_applied, monkeyp
     with pytest.raises(RuntimeError):
         apply_config(billing_with_routes(VALID_BILLING_ROUTE))
     assert snapshot() == before
+
+
+def test_applyconfig_bumps_version_once(apply_config):
+    before = current_version()
+    apply_config(BASE_CONFIG)
+    assert Route.objects.count() > 1
+    assert current_version() == before + 1
