@@ -4,6 +4,9 @@ import logging
 import re
 import uuid
 
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404
+
 from routing.problems import problem_response
 
 logger = logging.getLogger(__name__)
@@ -57,5 +60,8 @@ class ProblemExceptionMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request, exception):
+        # Django turns these into 403, 404 and 400 pages of its own, which carry no traceback.
+        if isinstance(exception, (PermissionDenied, Http404, SuspiciousOperation, BadRequest)):
+            return None
         logger.exception("view_failed request_id=%s path=%s", getattr(request, "request_id", "-"), request.path)
         return server_error(request)

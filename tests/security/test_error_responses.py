@@ -81,3 +81,10 @@ def test_proxy_error_logged_once(client, make_route, settings, caplog):
     errors = [record for record in caplog.records if record.levelname == "ERROR"]
     assert len(errors) == 1
     assert errors[0].name == "routing.access"
+
+
+def test_console_permission_denied_stays_403(client, make_user):
+    staff = make_user(username="staff", password="correct horse battery", is_staff=True)
+    client.force_login(staff)
+    response = client.get("/console/routing/route/")
+    assert response.status_code == 403
