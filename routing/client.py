@@ -101,9 +101,9 @@ def timeouts(upstream, route=None):
 def send(upstream, method, url, headers, body, raw_target=None, timeout=None):
     """Send one request to ``url`` and return urllib3's streamed HTTPResponse.
 
-    ``headers`` is a list of (name, value); ``body`` is None, bytes-like, or an
-    iterable of bytes that has a length (sent with Content-Length) or not (sent
-    chunked). ``raw_target`` is the path and query to put on the request line
+    ``headers`` is a list of (name, value). ``body`` is None, bytes-like, or an
+    iterable of bytes, sent with Content-Length when it has a length and chunked
+    otherwise. ``raw_target`` is the path and query to put on the request line
     unchanged. Raise UpstreamTimeout (504) when the connect or read timeout
     passes, and UpstreamUnavailable (502) when the connection is refused or
     reset or the answer is not HTTP. The messages never contain the target URL,
@@ -112,8 +112,8 @@ def send(upstream, method, url, headers, body, raw_target=None, timeout=None):
     header_map = urllib3.HTTPHeaderDict()
     for name, value in headers:
         header_map.add(name, value)
-    # urllib3 would add its own User-Agent and Accept-Encoding; the upstream
-    # sees only what the client sent.
+    # urllib3 would add its own User-Agent and Accept-Encoding, but the upstream
+    # must receive only what the client sent.
     if "user-agent" not in header_map:
         header_map["User-Agent"] = SKIP_HEADER
     if "accept-encoding" not in header_map:

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TargetState:
-    """What the gateway knows of one target's health."""
+    """The recorded health of one target."""
 
     failures: int = 0
     active_down: bool = False
@@ -85,7 +85,7 @@ SLOT_COUNT = 4096
 class MmapHealthStore(HealthStore):
     """A fixed table of SLOT_COUNT slots in a memory-mapped file, with open addressing.
 
-    Writers hold a thread lock and an flock on the file; readers take no lock,
+    Writers hold a thread lock and an flock on the file. Readers take no lock,
     because a torn read only delays a decision by one request.
     """
 
@@ -210,7 +210,7 @@ def get_store():
 
 
 def target_status(upstream_name, url, now=None):
-    """Return the health of one target as this instance sees it: healthy, ejected, half-open or down."""
+    """Return the health of one target in this instance's table: healthy, ejected, half-open or down."""
     state = get_store().state(target_key(upstream_name, url))
     return state.status(time.time() if now is None else now)
 
@@ -225,7 +225,7 @@ class HealthChecker:
     """Probe the targets of upstreams that have a health check path, once per instance.
 
     Every worker runs this loop, but only the one holding an exclusive flock on
-    the checker's lock file probes; the others retry the lock, so another worker
+    the checker's lock file probes. The others retry the lock, so another worker
     takes over when the holder exits.
     """
 
@@ -284,7 +284,7 @@ class HealthChecker:
                 self.probe(upstream, url)
 
     def probe(self, upstream, url):
-        """Send one health check request and store whether the target answered with 2xx or 3xx."""
+        """Send one health check request and store whether the target returned 2xx or 3xx."""
         path = upstream.health_check_path if upstream.health_check_path.startswith("/") else "/" + upstream.health_check_path
         try:
             response = self.session.get(

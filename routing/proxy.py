@@ -177,7 +177,7 @@ class RequestBody:
 
     ``__len__`` lets requests send a Content-Length instead of chunked encoding.
     The size was checked against the route's limit before the first byte is read.
-    ``started`` tells a retry whether any byte was consumed.
+    ``started`` records for a retry whether any byte was consumed.
     """
 
     def __init__(self, stream, length, chunk_size):
@@ -377,7 +377,7 @@ def write_access_log(request, status, started, log):
         log.get("error", "-"),
     )
     # makeRecord() and handle() skip Logger.findCaller, which walks the stack on
-    # every call and cost a visible share of the benchmark profile; the line
-    # always comes from here.
+    # every call and cost a visible share of the benchmark profile. The line
+    # always comes from here, so the caller is known.
     record = access_logger.makeRecord(access_logger.name, level, __file__, 0, ACCESS_LOG_FORMAT, arguments, None)
     access_logger.handle(record)

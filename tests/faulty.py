@@ -1,7 +1,7 @@
 """A misbehaving upstream on 127.0.0.1 whose behaviour each test sets: refuse, reset, hang, garbage, 503, stream.
 
 Every request is counted per server, so a test can check how many attempts each
-target saw and which one answered.
+target received and which one responded.
 """
 
 import hashlib
@@ -11,7 +11,7 @@ import time
 
 
 class FaultyUpstream:
-    """A raw-socket HTTP/1.1 server whose ``mode`` decides how it answers.
+    """A raw-socket HTTP/1.1 server whose ``mode`` decides how it responds.
 
     Modes: ``ok`` (200 naming this server), ``status:NNN``, ``slow:SECONDS``
     (200 after a pause), ``reset`` (RST after reading the request), ``reset-mid-body``
@@ -126,7 +126,7 @@ class FaultyUpstream:
         connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
 
     def answer(self, connection, reader, method, headers):
-        """Answer one request; return whether the connection may carry another."""
+        """Respond to one request and return whether the connection may carry another."""
         mode = self.mode
         if mode == "hash":
             digest = hashlib.sha256()
