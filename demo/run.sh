@@ -153,7 +153,11 @@ create_user bob "$bob_password" "$bob_from_env"
 
 upstream_log="$VAR_DIR/demo-httpbin.log"
 echo "demo: starting httpbin on http://$HOST:$UPSTREAM_PORT (log: $upstream_log)"
-"$GUNICORN" -c demo/httpbin.gunicorn.conf.py --bind "$HOST:$UPSTREAM_PORT" httpbin:app >"$upstream_log" 2>&1 &
+# setsid keeps the servers out of the terminal's process group: Ctrl-C reaches
+# only this script, whose trap stops each server with one TERM. A gthread worker
+# that gets the terminal's INT and then the trap's TERM can hang in shutdown
+# until gunicorn's graceful timeout.
+setsid "$GUNICORN" -c demo/httpbin.gunicorn.conf.py --bind "$HOST:$UPSTREAM_PORT" httpbin:app >"$upstream_log" 2>&1 &
 upstream_pid=$!
 if ! wait_for_http "http://$HOST:$UPSTREAM_PORT/get" "$upstream_pid" 20; then
     tail -n 20 "$upstream_log" >&2 || true
@@ -161,7 +165,7 @@ if ! wait_for_http "http://$HOST:$UPSTREAM_PORT/get" "$upstream_pid" 20; then
 fi
 
 echo "demo: starting the gateway on http://$HOST:$GATEWAY_PORT"
-"$GUNICORN" -c gatewaysite/gunicorn.conf.py --bind "$HOST:$GATEWAY_PORT" gatewaysite.wsgi &
+setsid "$GUNICORN" -c gatewaysite/gunicorn.conf.py --bind "$HOST:$GATEWAY_PORT" gatewaysite.wsgi &
 gateway_pid=$!
 if ! wait_for_http "http://$HOST:$GATEWAY_PORT/healthz" "$gateway_pid" 30; then
     die "the gateway exited or did not respond on http://$HOST:$GATEWAY_PORT/healthz within 30 seconds; see its log above."
