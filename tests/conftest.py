@@ -9,6 +9,7 @@ from routing import balancing, health
 from routing import client as forwarding_client
 from routing.matching import route_tables
 from routing.models import Route, RoleRule, Target, Upstream
+from tests.faulty import FaultyUpstream
 from tests.gunicorn import GunicornGateway
 from tests.upstream import RecordingUpstream
 
@@ -43,6 +44,21 @@ def upstream():
     server = RecordingUpstream().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def faulty():
+    """Return a function that starts a FaultyUpstream with a name and a mode; all stop after the test."""
+    started = []
+
+    def start(name, mode="ok"):
+        server = FaultyUpstream(name, mode)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

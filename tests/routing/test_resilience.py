@@ -7,25 +7,9 @@ import pytest
 import requests
 
 from routing.models import Route, Target, Upstream
-from tests.faulty import FaultyUpstream
 from tests.gunicorn import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def faulty():
-    """Return a function that starts a FaultyUpstream; all are stopped after the test."""
-    started = []
-
-    def start(name, mode="ok"):
-        server = FaultyUpstream(name, mode)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture

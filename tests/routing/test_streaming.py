@@ -9,26 +9,11 @@ import pytest
 import requests
 
 from routing.models import Route, Target, Upstream
-from tests.faulty import FaultyUpstream
 
 pytestmark = pytest.mark.gunicorn
 
 GIB = 1024 * 1024 * 1024
 BLOCK = bytes(range(256)) * 256  # 64 KiB, the pattern FaultyUpstream's download mode sends
-
-
-@pytest.fixture
-def faulty():
-    started = []
-
-    def start(name, mode="ok"):
-        server = FaultyUpstream(name, mode)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 @pytest.fixture
