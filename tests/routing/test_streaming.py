@@ -218,3 +218,19 @@ def test_reset_mid_body_truncates_response(gunicorn_gateway, faulty, stream_rout
     url = gunicorn_gateway(workers=1, threads=4)
     with pytest.raises(requests.exceptions.RequestException):
         requests.get(f"{url}/stream/cut", timeout=10).content
+
+
+def test_ejection_shared_by_workers(gunicorn_gateway, faulty, transactional_db):
+    failing, alive = faulty("failing", "reset"), faulty("alive")
+    upstream_row = Upstream.objects.create(name="pair", failure_threshold=2, ejection_seconds=60)
+    for server in (failing, alive):
+        Target.objects.create(upstream=upstream_row, url=server.url)
+    Route.objects.create(name="pair", paths="/pair/**", upstream=upstream_row, auth="public")
+    url = gunicorn_gateway(workers=2, threads=4)
+    statuses = []
+    # A new connection per request spreads the requests over both workers.
+    for _ in range(16):
+        statuses.append(requests.get(f"{url}/pair/x", headers={"Connection": "close"}, timeout=10).status_code)
+    assert statuses == [200] * 16
+    # Two failures eject the target for every worker, not two per worker.
+    assert len(failing.requests) == 2
