@@ -154,3 +154,24 @@ def test_holder_keeps_table_when_database_fails(make_route, settings, monkeypatc
     clock.now += 2
     assert holder.get() is first
     assert "config_check_failed" in caplog.text
+
+
+def test_table_host_index_matches_exactly():
+    routes = table(*(route(f"h{index}", ["/**"], hosts=[f"svc{index}.example.com"]) for index in range(10_000)))
+    assert routes.match("svc4321.example.com", "/x", "GET").route.name == "h4321"
+    with pytest.raises(RouteNotFound):
+        routes.match("svc4321.example.org", "/x", "GET")
+
+
+def test_table_wildcard_host_matches_deeper_subdomain():
+    routes = table(route("shop", ["/**"], hosts=["*.example.com"]), route("exact", ["/**"], hosts=["a.example.com"]))
+    assert routes.match("x.y.example.com", "/x", "GET").route.name == "shop"
+    assert routes.match("a.example.com", "/x", "GET").route.name == "exact"
+
+
+def test_table_route_with_two_hosts():
+    routes = table(route("both", ["/api/**"], hosts=["a.example.com", "*.example.org"]))
+    assert routes.match("a.example.com", "/api/x", "GET").route.name == "both"
+    assert routes.match("b.example.org", "/api/x", "GET").route.name == "both"
+    with pytest.raises(RouteNotFound):
+        routes.match("b.example.com", "/api/x", "GET")
