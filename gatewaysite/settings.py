@@ -233,6 +233,7 @@ GATEWAY = {
         os.environ.get("JWTGATE_UPSTREAM_POOL_SIZE") or os.environ.get("JWTGATE_THREADS") or "32"
     ),
     "LOGIN_FAILURE_LIMIT": int(os.environ.get("JWTGATE_LOGIN_FAILURE_LIMIT", "5")),
+    "LOGIN_FAILURE_ADDRESS_LIMIT": int(os.environ.get("JWTGATE_LOGIN_FAILURE_ADDRESS_LIMIT", "20")),
     "LOGIN_FAILURE_WINDOW_SECONDS": int(os.environ.get("JWTGATE_LOGIN_FAILURE_WINDOW_SECONDS", "300")),
 }
 

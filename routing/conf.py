@@ -36,6 +36,8 @@ DEFAULTS = {
     "RETRY_BACKOFF_SECONDS": 0.025,
     # Failed logins per username and per client address before 429.
     "LOGIN_FAILURE_LIMIT": 5,
+    # Higher than the username limit: many users can share one address (a NAT, an office).
+    "LOGIN_FAILURE_ADDRESS_LIMIT": 20,
     "LOGIN_FAILURE_WINDOW_SECONDS": 300,
 }
 

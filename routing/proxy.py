@@ -367,7 +367,7 @@ def write_access_log(request, status, started, log):
     arguments = (
         request.request_id,
         request.method,
-        loggable(request.path_info),
+        loggable(raw_request_path(request.environ) or request.path_info),
         log["route"],
         log["target"],
         status,

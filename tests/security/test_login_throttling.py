@@ -48,11 +48,22 @@ def test_throttle_success_resets_username(client, alice):
     assert login(client, address="198.51.100.2").status_code == 200
 
 
-def test_throttle_success_keeps_address_count(client, alice):
+def test_throttle_success_keeps_address_count(client, alice, settings):
+    settings.GATEWAY = {**settings.GATEWAY, "LOGIN_FAILURE_ADDRESS_LIMIT": 5}
     fail(client, 4)
     assert login(client).status_code == 200
     fail(client, 1)
     assert login(client).status_code == 429
+
+
+def test_throttle_rejection_logged_once(client, alice, caplog):
+    fail(client, 5)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        login(client)
+    lines = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(lines) == 1
+    assert "status=429" in lines[0]
 
 
 def test_throttle_username_blocked_from_any_address(client, alice):
@@ -60,11 +71,20 @@ def test_throttle_username_blocked_from_any_address(client, alice):
     assert login(client, address="198.51.100.2").status_code == 429
 
 
-def test_throttle_address_blocked_for_any_username(client, alice, make_user):
-    for index in range(5):
+def test_throttle_address_blocked_for_any_username(client, alice, settings):
+    settings.GATEWAY = {**settings.GATEWAY, "LOGIN_FAILURE_ADDRESS_LIMIT": 6}
+    for index in range(6):
         assert login(client, username=f"guess{index}", password="wrong", address="198.51.100.9").status_code == 401
     assert login(client, address="198.51.100.9").status_code == 429
     assert login(client, address="198.51.100.10").status_code == 200
+
+
+def test_throttle_address_limit_above_username_limit(client, alice, make_user):
+    # Five wrong passwords for alice block alice, not bob on the same address.
+    make_user(username="bob", password=PASSWORD)
+    fail(client, 5)
+    assert login(client).status_code == 429
+    assert login(client, username="bob").status_code == 200
 
 
 def test_throttle_username_is_case_insensitive(client, alice):
