@@ -35,7 +35,7 @@ class ApiPermission(models.Model):
 
 
 class Role(models.Model):
-    """A named set of API permissions; a caller holds the roles assigned to its user."""
+    """A named set of API permissions, assigned to users."""
 
     name = models.CharField(max_length=100, unique=True, validators=[validate_name])
     description = models.CharField(max_length=200, blank=True)

@@ -149,8 +149,8 @@ if not CONSOLE_PREFIX or "/" in CONSOLE_PREFIX:
         f"JWTGATE_CONSOLE_PREFIX={CONSOLE_PREFIX!r} must be one non-empty path segment, such as console."
     )
 
-# What this process serves: proxy (the route table, no console URLs), console
-# (the console, with the proxy off) or both. GATEWAY["MODE"] below carries it.
+# The parts this process serves: proxy (the route table, no console URLs),
+# console (the console, with the proxy off) or both. GATEWAY["MODE"] below carries it.
 gateway_mode = os.environ.get("JWTGATE_MODE", "both").strip().lower()
 if gateway_mode not in {"proxy", "console", "both"}:
     raise ImproperlyConfigured(f"JWTGATE_MODE={gateway_mode!r} is not a mode; use proxy, console or both.")

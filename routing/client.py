@@ -106,7 +106,7 @@ def send(upstream, method, url, headers, body, raw_target=None, timeout=None):
     otherwise. ``raw_target`` is the path and query to put on the request line
     unchanged. Raise UpstreamTimeout (504) when the connect or read timeout
     passes, and UpstreamUnavailable (502) when the connection is refused or
-    reset or the answer is not HTTP. The messages never contain the target URL,
+    reset or the response is not HTTP. The messages never contain the target URL,
     which only the log shows.
     """
     header_map = urllib3.HTTPHeaderDict()

@@ -38,7 +38,7 @@ FORWARDING_HEADERS = frozenset(
 )
 
 # Set by the gateway or by the HTTP client for the upstream connection.
-# NOTE: Expect: 100-continue is answered by the WSGI server, not forwarded.
+# NOTE: the WSGI server handles Expect: 100-continue, so it is not forwarded.
 REQUEST_HEADERS_SET_BY_GATEWAY = frozenset({"host", "content-length", "expect", "x-request-id"})
 
 

@@ -39,7 +39,7 @@ def proxy_disabled(request):
 
 
 class ProxyDispatchMiddleware:
-    """Answer proxied requests here, so that they skip the session, CSRF and admin middleware below."""
+    """Handle proxied requests here, so that they skip the session, CSRF and admin middleware below."""
 
     def __init__(self, get_response):
         self.get_response = get_response

@@ -142,7 +142,7 @@ class Target(models.Model):
 
     def clean(self):
         # The same normalization as save(), so that the unique check per upstream
-        # sees http://host/v1/ and http://host/v1 as one target URL.
+        # treats http://host/v1/ and http://host/v1 as one target URL.
         self.url = self.url.strip().rstrip("/")
 
     def save(self, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""RFC 9457 problem details responses for errors the gateway answers itself."""
+"""RFC 9457 problem details responses for errors that the gateway returns itself."""
 
 import json
 from http import HTTPStatus

@@ -153,7 +153,7 @@ def gateway(live_server, settings):
 
 
 class TimeoutSession(requests.Session):
-    """A requests session whose calls time out after 30 s unless told otherwise, so a hang fails the test."""
+    """A requests session whose calls time out after 30 s by default, so a hang fails the test."""
 
     def request(self, *args, **kwargs):
         kwargs.setdefault("timeout", 30)

@@ -74,7 +74,7 @@ class RecordingHandler(BaseHTTPRequestHandler):
         if canned.delay_seconds:
             time.sleep(canned.delay_seconds)
         if canned.status == 0:
-            # Status 0 closes the connection without an answer.
+            # Status 0 closes the connection without a response.
             self.close_connection = True
             return
         payload = canned.body
@@ -107,8 +107,8 @@ class RecordingHandler(BaseHTTPRequestHandler):
 class RecordingUpstream:
     """A threaded HTTP server on an ephemeral port of 127.0.0.1.
 
-    By default it answers 200 with a JSON summary of the request; ``respond``
-    sets a canned answer for the paths under a prefix.
+    By default it returns 200 with a JSON summary of the request, and ``respond``
+    sets a canned response for the paths under a prefix.
     """
 
     def __init__(self):
