@@ -80,9 +80,6 @@ class CompiledRoute:
             methods.add("HEAD")
         return methods
 
-    def matches_host(self, host):
-        return not self.hosts or any(patterns.host_matches(pattern, host) for pattern in self.hosts)
-
 
 @dataclass(frozen=True, slots=True)
 class RouteMatch:

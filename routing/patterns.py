@@ -153,11 +153,3 @@ def parse_paths(value):
         if item not in paths:
             paths.append(item)
     return paths
-
-
-def host_matches(host_pattern, host):
-    """Return whether a request host (lower case, no port) matches one host pattern."""
-    if host_pattern.startswith("*."):
-        suffix = host_pattern[1:]
-        return host.endswith(suffix) and len(host) > len(suffix)
-    return host == host_pattern

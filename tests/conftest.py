@@ -123,6 +123,19 @@ def make_user(db):
 
 
 @pytest.fixture
+def admin_user(django_user_model):
+    """A superuser "root" with the password "correct horse battery"."""
+    return django_user_model.objects.create_superuser("root", "root@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def console(client, admin_user):
+    """Django's test client, signed in to the console as a superuser."""
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
 def token_for(db):
     """Return a function that issues an access token for a user, as /auth/token would."""
 

@@ -1,6 +1,7 @@
 """Fixtures, form data and HTTP helpers shared by the console tests.
 
-Test modules import the fixtures they use from here by name.
+Test modules import the fixtures they use from here by name; ``admin_user`` and
+``console`` live in tests/conftest.py.
 """
 
 import os
@@ -11,18 +12,6 @@ import pytest
 import requests
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def admin_user(django_user_model):
-    return django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
-
-
-@pytest.fixture
-def console(client, admin_user):
-    """Django's test client, signed in to the console as a superuser."""
-    client.force_login(admin_user)
-    return client
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from console.config.models import ConfigChange
 from routing import declarative
 from routing.models import Route, Upstream
 from routing.version import current_version
-from tests.console.helpers import admin_user, console  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 

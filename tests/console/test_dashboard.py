@@ -4,7 +4,7 @@ import os
 import re
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings as django_settings
@@ -64,13 +64,6 @@ def writer():
 @pytest.fixture
 def aggregator(clock, writer):
     return MetricsAggregator(writer=writer, clock=clock)
-
-
-@pytest.fixture
-def console(client, django_user_model):
-    admin = django_user_model.objects.create_superuser("root", "root@example.com", "correct horse battery")
-    client.force_login(admin)
-    return client
 
 
 def first_window_requests(html, label):

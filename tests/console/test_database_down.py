@@ -21,15 +21,12 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from routing.admin import RouteAdmin
 from tests.console.helpers import (
     PASSWORD,
-    admin_user,  # noqa: F401 (fixture)
-    console,  # noqa: F401 (fixture)
     console_session,
     csrf_token,
     get_with_worker,
     worker_pids,
 )
 from tests.gunicorn import BASE_DIR, GunicornGateway
-from tests.upstream import RecordingUpstream
 
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "dbname": "test", "connect_timeout": 5}
 WORKERS = 2

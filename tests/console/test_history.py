@@ -12,7 +12,7 @@ from console.config.history import attribute_changes
 from console.config.models import ConfigChange
 from routing.models import RoleRule, Route, Target, Upstream
 from routing.version import current_version
-from tests.console.helpers import admin_user, console, route_form, service  # noqa: F401 (fixtures)
+from tests.console.helpers import route_form, service  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 

@@ -20,13 +20,6 @@ def fresh_aggregator():
 
 
 @pytest.fixture
-def console(client, django_user_model):
-    admin = django_user_model.objects.create_superuser("root", "root@example.com", "correct horse battery")
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
 def shadow_rule_route(make_route, upstream):
     return make_route(name="orders", paths="/api/orders/**", upstream_url=upstream.url, roles=["reader"],
                       rules=[{"roles": ["auditor"], "shadow": True}])

@@ -20,13 +20,6 @@ def live_configuration(settings):
 
 
 @pytest.fixture
-def console(client, django_user_model):
-    admin = django_user_model.objects.create_superuser("root", "root@example.com", "correct horse battery")
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
 def orders_route(make_route, upstream):
     return make_route(
         name="orders",

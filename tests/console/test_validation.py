@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.models import ApiPermission, Role
 from routing.models import RoleRule, Route, Target, Upstream
-from tests.console.helpers import admin_user, console, route_form, service  # noqa: F401 (fixtures)
+from tests.console.helpers import route_form, service  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 

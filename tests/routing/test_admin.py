@@ -12,13 +12,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def console(client, django_user_model):
-    admin = django_user_model.objects.create_superuser("root", "root@example.com", "correct horse battery")
-    client.force_login(admin)
-    return client
-
-
-@pytest.fixture
 def service(make_upstream, upstream):
     return make_upstream(name="service", urls=[upstream.url])
 
