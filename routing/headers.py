@@ -1,10 +1,11 @@
 """Header rules: hop-by-hop headers, identity headers and the X-Forwarded-* set."""
 
+import functools
 import ipaddress
 
 from routing.conf import gateway_settings
 
-# RFC 9110 section 7.6.1 names Connection and the fields it lists; the rest are
+# RFC 9110 section 7.6.1 names Connection and the fields it lists. The rest are
 # the hop-by-hop fields of RFC 2616 section 13.5.1 that servers still send, plus
 # Proxy-Connection, which some clients send in place of Connection.
 HOP_BY_HOP_HEADERS = frozenset(
@@ -60,7 +61,13 @@ def is_identity_header(lower_name):
 
 def trusted_networks():
     """Return the configured trusted proxies as ip_network objects."""
-    return [ipaddress.ip_network(value, strict=False) for value in gateway_settings.TRUSTED_PROXIES]
+    return parse_networks(tuple(gateway_settings.TRUSTED_PROXIES))
+
+
+@functools.lru_cache(maxsize=8)
+def parse_networks(values):
+    """Return ip_network objects for addresses or CIDR networks, parsed once per setting value."""
+    return tuple(ipaddress.ip_network(value, strict=False) for value in values)
 
 
 def is_trusted(address, networks):
@@ -93,7 +100,7 @@ def forward_request_headers(request, identity, request_id, preserve_host):
     """Return the list of (name, value) headers to send upstream for ``request``.
 
     Drops hop-by-hop headers and those named in Connection, every client-supplied
-    identity header, and the forwarding headers of an untrusted peer; then adds
+    identity header, and the forwarding headers of an untrusted peer. Then adds
     X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID and the
     identity headers of ``identity``.
     """
