@@ -5,7 +5,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 
 from routing import metrics, patterns
 from routing.conf import gateway_settings
@@ -367,6 +367,11 @@ class RouteTableHolder:
         from routing.version import current_version
 
         self.checked_at = self.clock()
+        # Proxied requests bypass Django's handler (routing.wsgi), whose
+        # request_started signal would otherwise drop a broken or expired
+        # database connection. Inside a transaction the connection is in use.
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
         try:
             version = current_version()
             if self.table is not None and self.table.version == version:

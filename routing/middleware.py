@@ -49,4 +49,4 @@ class ProxyDispatchMiddleware:
             return self.get_response(request)
         if gateway_settings.MODE == MODE_CONSOLE:
             return proxy_disabled(request)
-        return proxy.handle(request)
+        return proxy.handle(request).as_django_response()

@@ -3,10 +3,12 @@
 import logging
 import re
 import time
+from http import HTTPStatus
+from http.client import responses as HTTP_REASONS
 
 from django.core.exceptions import DisallowedHost
-from django.http import StreamingHttpResponse
-from django.http.request import split_domain_port
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.request import HttpHeaders, split_domain_port
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.tokens import ANONYMOUS, verify_access_token_cached
@@ -23,7 +25,7 @@ from routing.exceptions import (
 from routing.decision import decide
 from routing.matching import route_tables
 from routing.paths import path_from_path_info, raw_request_path
-from routing.problems import problem_response
+from routing.problems import problem_body, problem_headers
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("routing.access")
@@ -32,10 +34,15 @@ access_logger = logging.getLogger("routing.access")
 BODILESS_STATUSES = frozenset({204, 304})
 # The query parameter of RFC 6750 section 2.3, which this gateway rejects.
 QUERY_TOKEN_RE = re.compile(r"(?:^|[&;])access_token=", re.IGNORECASE)
+# CONTENT_TYPE and CONTENT_LENGTH carry header fields without the HTTP_ prefix.
+UNPREFIXED_HEADERS = HttpHeaders.UNPREFIXED_HEADERS
+WHITESPACE_RE = re.compile(r"\s")
+# A space, a control character or DEL, which no request line may carry (RFC 9112 section 3.2).
+UNSAFE_QUERY_RE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def handle(request):
-    """Proxy one request and return the response; every GatewayError becomes a problem response.
+    """Proxy one request and return its GatewayResponse; every GatewayError becomes a problem response.
 
     Writes one access-log line per request.
     """
@@ -45,23 +52,18 @@ def handle(request):
     try:
         response = proxy(request, log)
     except GatewayError as exc:
-        response = problem_response(
-            exc.status_code, exc.detail, request.request_id, code=exc.code, headers=exc.response_headers()
-        )
+        response = problem(exc.status_code, exc.detail, request.request_id, code=exc.code,
+                           headers=exc.response_headers())
         log["error"] = exc.log_error
     except Exception as exc:
         # The client gets a bare 500 even with DEBUG on, and the traceback goes to the log only.
         logger.exception("proxy_failed request_id=%s route=%s", request.request_id, log["route"])
-        response = problem_response(
-            500, "The gateway failed to handle the request.", request.request_id, code="internal_error"
-        )
+        response = problem(500, "The gateway failed to handle the request.", request.request_id,
+                           code="internal_error")
         log["error"] = exc.__class__.__name__
-    write_access_log(request, response.status_code, started, log)
-    metrics.record_request(log["route"], response.status_code, time.perf_counter() - started,
+    write_access_log(request, response.status, started, log)
+    metrics.record_request(log["route"], response.status, time.perf_counter() - started,
                            log.get("shadow_denials", 0))
-    # The access-log line is the one line for this request; Django's request
-    # logger would otherwise repeat every 4xx and 5xx.
-    response._has_been_logged = True
     return response
 
 
@@ -96,9 +98,18 @@ def proxy(request, log):
 
 
 def check_header_size(request):
-    """Raise RequestHeadersTooLarge (431) when the request's header fields exceed MAX_REQUEST_HEADER_BYTES."""
+    """Raise RequestHeadersTooLarge (431) when the request's header fields exceed MAX_REQUEST_HEADER_BYTES.
+
+    The size is that of the names and values as ``request.headers`` lists them,
+    counted on the WSGI environ without building that mapping.
+    """
     limit = gateway_settings.MAX_REQUEST_HEADER_BYTES
-    size = sum(len(name) + len(value) for name, value in request.headers.items())
+    size = 0
+    for key, value in request.META.items():
+        if key.startswith("HTTP_"):
+            size += len(key) - 5 + len(value)
+        elif key in UNPREFIXED_HEADERS:
+            size += len(key) + len(value)
     if size > limit:
         raise RequestHeadersTooLarge(f"The request header fields exceed {limit} bytes.")
 
@@ -137,7 +148,7 @@ def bearer_token(request):
     if scheme.lower() != "bearer":
         return None
     token = credentials.strip()
-    if not token or any(character.isspace() for character in token):
+    if not token or WHITESPACE_RE.search(token):
         raise InvalidToken("The Authorization header does not hold exactly one Bearer token.")
     return token
 
@@ -167,7 +178,7 @@ def query_suffix(request):
     query = request.META.get("QUERY_STRING", "")
     if not query:
         return ""
-    if any(ord(character) < 0x21 or ord(character) == 0x7F for character in query):
+    if UNSAFE_QUERY_RE.search(query):
         raise BadRequest("The query string contains a space or a control character.", code="invalid_query")
     return "?" + query
 
@@ -250,18 +261,23 @@ class UpstreamBody:
     """The upstream response body as it arrives, compressed bytes passed through untouched.
 
     Each chunk is passed on as soon as the upstream sends it, so server-sent
-    events arrive one by one and a slow stream is not held back.
+    events arrive one by one and a slow stream is not held back. With
+    ``send_body`` false (HEAD, 204, 304, 1xx) it yields nothing and only returns
+    the connection on close.
     """
 
-    def __init__(self, upstream_response, chunk_size, request_id, on_close=None):
+    def __init__(self, upstream_response, chunk_size, request_id, on_close=None, send_body=True):
         self.upstream_response = upstream_response
         self.chunk_size = chunk_size
         self.request_id = request_id
         self.on_close = on_close
+        self.send_body = send_body
         self.complete = False
         self.closed = False
 
     def __iter__(self):
+        if not self.send_body:
+            return
         raw = self.upstream_response
         try:
             if raw.chunked and raw.supports_chunked_reads():
@@ -291,6 +307,43 @@ class UpstreamBody:
             self.on_close()
 
 
+class GatewayResponse:
+    """A response of the proxy path as the WSGI server receives it: status, header list and body.
+
+    routing.wsgi hands it to the WSGI server without building a Django response.
+    Under Django's handler (the development server and the test client),
+    ``as_django_response`` converts it to the equivalent Django response. ``body`` is an iterable of
+    bytes; when it has a ``close`` method, the server calls it after the last chunk.
+    """
+
+    __slots__ = ("status", "reason", "headers", "body", "proxied")
+
+    def __init__(self, status, reason, headers, body, proxied):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.proxied = proxied
+
+    @property
+    def status_line(self):
+        return f"{self.status} {self.reason}"
+
+    def as_django_response(self):
+        """Return the Django response that sends the same status, headers and body."""
+        if self.proxied:
+            response = ProxyResponse(self.body, self.status, self.reason, self.headers)
+        else:
+            response = HttpResponse(b"".join(self.body), status=self.status, reason=self.reason)
+            del response.headers["Content-Type"]
+            for name, value in self.headers:
+                response.headers[name] = value
+        # The access-log line is the one line for this request; Django's request
+        # logger would otherwise repeat every 4xx and 5xx.
+        response._has_been_logged = True
+        return response
+
+
 class ProxyResponse(StreamingHttpResponse):
     """A streamed upstream response whose headers are sent exactly as the upstream listed them.
 
@@ -315,23 +368,24 @@ class ProxyResponse(StreamingHttpResponse):
     __contains__ = has_header
 
 
+def problem(status, detail, request_id, code=None, headers=None):
+    """Return the application/problem+json GatewayResponse for an error; see routing.problems."""
+    body = problem_body(status, detail, request_id, code)
+    return GatewayResponse(status, HTTPStatus(status).phrase, problem_headers(body, request_id, headers),
+                           (body,), proxied=False)
+
+
 def build_response(request, upstream_response, on_close=None):
-    """Return the client response for urllib3's streamed response; ``on_close`` runs when it is closed."""
+    """Return the GatewayResponse for urllib3's streamed response; ``on_close`` runs when its body is closed."""
     status = upstream_response.status
-    body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id, on_close)
-    if request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200:
-        content = iter(())
+    send_body = not (request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200)
+    body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id, on_close,
+                        send_body=send_body)
+    if not send_body:
         body.complete = connection_reusable(upstream_response)
-    else:
-        content = body
-    response = ProxyResponse(
-        content,
-        status=status,
-        reason=upstream_response.reason or None,
-        upstream_headers=headers.response_headers(upstream_response.headers.items()),
-    )
-    response._resource_closers.append(body.close)
-    return response
+    reason = upstream_response.reason or HTTP_REASONS.get(status, "Unknown Status Code")
+    return GatewayResponse(status, reason, headers.response_headers(upstream_response.headers.items()), body,
+                           proxied=True)
 
 
 def connection_reusable(upstream_response):
