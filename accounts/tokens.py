@@ -90,6 +90,7 @@ def clear_token_backend(*args, setting, **kwargs):
     if setting == "SIMPLE_JWT":
         get_token_backend.cache_clear()
         verified_tokens.clear()
+        rejected_tokens.clear()
 
 
 setting_changed.connect(clear_token_backend)
@@ -262,8 +263,62 @@ class VerifiedTokenCache:
 verified_tokens = VerifiedTokenCache()
 
 
+class RejectedTokenCache:
+    """A bounded map from access tokens that failed verification for good to the error they raised.
+
+    A forged signature, a malformed token, a wrong issuer or an expired token
+    fails the same way every time, so a client that repeats it costs one dictionary
+    lookup instead of a parse and a signature check. A token that is only not yet
+    valid (``nbf`` or ``iat`` in the future) may become valid and never enters.
+    Tokens longer than MAX_TOKEN_CHARS are not kept, so the cache stores at most
+    ``max_entries`` times that many characters; the oldest entry goes first.
+    """
+
+    MAX_TOKEN_CHARS = 2048
+
+    def __init__(self, max_entries=1024):
+        self.max_entries = max_entries
+        self.entries = OrderedDict()
+        self.lock = threading.Lock()
+
+    def check(self, raw_token):
+        """Raise a new error of the kind ``raw_token`` raised before, when it is in the cache."""
+        entry = self.entries.get(raw_token)
+        if entry is not None:
+            error_class, message = entry
+            raise error_class(message)
+
+    def put(self, raw_token, error):
+        if len(raw_token) > self.MAX_TOKEN_CHARS or not fails_for_good(error):
+            return
+        with self.lock:
+            self.entries[raw_token] = (error.__class__, str(error.args[0]) if error.args else "")
+            while len(self.entries) > self.max_entries:
+                self.entries.popitem(last=False)
+
+    def clear(self):
+        with self.lock:
+            self.entries.clear()
+
+
+def fails_for_good(error):
+    """Return whether a token that raised ``error`` will fail again whenever it is verified.
+
+    Only a token that is not valid yet can pass later; PyJWT reports that as
+    ImmatureSignatureError, somewhere in the chain of causes.
+    """
+    while error is not None:
+        if isinstance(error, jwt.ImmatureSignatureError):
+            return False
+        error = error.__cause__ or error.__context__
+    return True
+
+
+rejected_tokens = RejectedTokenCache()
+
+
 def verify_access_token_cached(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
-    """Return the Identity of an access token, from the cache of verified tokens when it is there.
+    """Return the Identity of an access token, from the caches of verified and rejected tokens when it is there.
 
     Raise TokenError as verify_access_token does. The size limit applies before the lookup.
     """
@@ -272,7 +327,12 @@ def verify_access_token_cached(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
     identity = verified_tokens.get(raw_token)
     if identity is not None:
         return identity
-    identity, expires_at = verify_access_token_with_expiry(raw_token, max_bytes)
+    rejected_tokens.check(raw_token)
+    try:
+        identity, expires_at = verify_access_token_with_expiry(raw_token, max_bytes)
+    except TokenError as exc:
+        rejected_tokens.put(raw_token, exc)
+        raise
     verified_tokens.put(raw_token, identity, expires_at)
     return identity
 

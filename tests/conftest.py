@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from accounts.models import ApiPermission, Role, User
-from accounts.tokens import RefreshToken, issue_access_token, verified_tokens
+from accounts.tokens import RefreshToken, issue_access_token, rejected_tokens, verified_tokens
 from routing import balancing, health
 from routing import client as forwarding_client
 from routing.matching import route_tables
@@ -21,6 +21,7 @@ def fresh_route_table():
     balancing.clear()
     health.get_store().clear()
     verified_tokens.clear()
+    rejected_tokens.clear()
     yield
     route_tables.clear()
     forwarding_client.clear()
