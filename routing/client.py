@@ -1,4 +1,4 @@
-"""The forwarding client: a pooled urllib3 PoolManager per upstream, and one send with its error mapping.
+"""The forwarding client: a urllib3 connection pool per target, and one send with its error mapping.
 
 The proxy talks to urllib3 directly rather than through requests. The benchmark
 profile (docs/benchmarks.md) showed requests' Session.send and Request.prepare
@@ -19,7 +19,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 from urllib3.util import SKIP_HEADER
-from urllib3.util.url import _encode_target
+from urllib3.util.url import _encode_target, parse_url
 
 from routing.conf import gateway_settings
 from routing.exceptions import UpstreamTimeout, UpstreamUnavailable
@@ -54,33 +54,46 @@ class RawTargetHTTPSConnectionPool(RawTargetMixin, HTTPSConnectionPool):
     pass
 
 
-def get_pool_manager(upstream_name):
-    """Return the keep-alive pool manager of an upstream, creating it on first use."""
-    manager = _pools.get(upstream_name)
-    if manager is not None:
-        return manager
+# When one worker has used more distinct targets than this, every pool is closed
+# and rebuilt on demand. So pools of removed targets do not pile up.
+MAX_POOLS = 1024
+
+
+def get_pool(upstream_name, target):
+    """Return the keep-alive connection pool of one target URL of an upstream, creating it on first use.
+
+    The pools are looked up by target rather than through urllib3's PoolManager,
+    which parses the URL and normalizes a pool key on every request.
+    """
+    key = (upstream_name, target)
+    pool = _pools.get(key)
+    if pool is not None:
+        return pool
     with _lock:
-        manager = _pools.get(upstream_name)
-        if manager is None:
+        pool = _pools.get(key)
+        if pool is None:
+            if len(_pools) >= MAX_POOLS:
+                close_pools()
+            url = parse_url(target)
+            pool_class = RawTargetHTTPSConnectionPool if url.scheme == "https" else RawTargetHTTPConnectionPool
             # No retries and no redirects inside urllib3: the forwarding layer
             # decides about retries, and redirects go back to the client.
-            manager = urllib3.PoolManager(
-                num_pools=16, maxsize=gateway_settings.UPSTREAM_POOL_SIZE, retries=False
+            pool = _pools[key] = pool_class(
+                url.host, url.port, maxsize=gateway_settings.UPSTREAM_POOL_SIZE, retries=False
             )
-            manager.pool_classes_by_scheme = {
-                "http": RawTargetHTTPConnectionPool,
-                "https": RawTargetHTTPSConnectionPool,
-            }
-            _pools[upstream_name] = manager
-        return manager
+        return pool
+
+
+def close_pools():
+    for pool in _pools.values():
+        pool.close()
+    _pools.clear()
 
 
 def clear():
     """Close every pooled connection, as a new worker would start."""
     with _lock:
-        for manager in _pools.values():
-            manager.clear()
-        _pools.clear()
+        close_pools()
 
 
 def timeouts(upstream, route=None):
@@ -98,13 +111,13 @@ def timeouts(upstream, route=None):
     return (connect, read)
 
 
-def send(upstream, method, url, headers, body, raw_target=None, timeout=None):
-    """Send one request to ``url`` and return urllib3's streamed HTTPResponse.
+def send(upstream, method, target, raw_target, headers, body, timeout=None):
+    """Send one request to ``target`` and return urllib3's streamed HTTPResponse.
 
     ``headers`` is a list of (name, value). ``body`` is None, bytes-like, or an
     iterable of bytes, sent with Content-Length when it has a length and chunked
-    otherwise. ``raw_target`` is the path and query to put on the request line
-    unchanged. Raise UpstreamTimeout (504) when the connect or read timeout
+    otherwise. ``target`` is the target's URL and ``raw_target`` the path and
+    query to put on the request line unchanged. Raise UpstreamTimeout (504) when the connect or read timeout
     passes, and UpstreamUnavailable (502) when the connection is refused or
     reset or the response is not HTTP. The messages never contain the target URL,
     which only the log shows.
@@ -134,9 +147,9 @@ def send(upstream, method, url, headers, body, raw_target=None, timeout=None):
     connect, read = timeout or timeouts(upstream)
     _raw_target.value = raw_target
     try:
-        return get_pool_manager(upstream.name).urlopen(
+        return get_pool(upstream.name, target).urlopen(
             method,
-            url,
+            raw_target,
             body=body,
             headers=header_map,
             chunked=chunked,

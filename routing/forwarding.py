@@ -88,12 +88,11 @@ def forward(route, method, forwarded_path, query, headers, body, log):
         log["target"] = target
         log["attempts"] = attempt
         key = balancer.keys[target]
-        url = target + forwarded_path + query
         balancer.started(target)
         try:
             response = client.send(
-                upstream, method, url, headers, body,
-                raw_target=target_base_path(target) + forwarded_path + query, timeout=timeout,
+                upstream, method, target, target_base_path(target) + forwarded_path + query, headers, body,
+                timeout=timeout,
             )
         except (UpstreamTimeout, UpstreamUnavailable) as exc:
             balancer.finished(target)
