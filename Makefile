@@ -43,4 +43,4 @@ bench: install
 	bash bench/run.sh
 
 clean:
-	rm -rf var $(VENV) jwtgate.egg-info bench/.venv-peer bench/.venv-tools bench/.results
+	rm -rf var $(VENV) jwtgate.egg-info bench/.venv-peer bench/.venv-tools bench/.venv-gevent bench/.venv-jwtgate bench/.results

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark jwtgate against the upstream itself, nginx, HAProxy with jwt_verify and
-# django-revproxy with simplejwt, and rewrite docs/benchmarks.md.
+# Benchmark jwtgate against the upstream itself, nginx, HAProxy with jwt_verify,
+# django-revproxy with simplejwt and two floors (bench/floor: forwarding without
+# any check under gunicorn), and rewrite docs/benchmarks.md.
 #
 # `make bench` runs this script after `make install`. It installs nginx, haproxy and
 # wrk from Debian (with one `apt-get update` first, and only when one is missing),
-# the Python peer into bench/.venv-peer and the harness tools into bench/.venv-tools.
+# the Python peer into bench/.venv-peer, the harness tools into bench/.venv-tools,
+# gunicorn's gevent worker into bench/.venv-gevent, and jwtgate's runtime
+# dependencies alone into bench/.venv-jwtgate, which the jwtgate servers run in.
 # Meanwhile it prepares one SQLite database per jwtgate instance in a private
 # temporary folder. Then it starts every server on 127.0.0.1, runs the interleaved
 # load rounds, a py-spy profile and the micro-benchmarks, prints a table, and writes
@@ -35,6 +38,8 @@ PYTHON=${PYTHON:-python3}
 PROJECT_PYTHON=.venv/bin/python
 PEER_VENV=bench/.venv-peer
 TOOLS_VENV=bench/.venv-tools
+GEVENT_VENV=bench/.venv-gevent
+JWTGATE_VENV=bench/.venv-jwtgate
 DEBIAN_PACKAGES="nginx haproxy wrk"
 
 run_dir=""
@@ -164,14 +169,22 @@ case $haproxy_version in
     '') die "could not read the HAProxy version from 'haproxy -v'." ;;
 esac
 
-# ensure_venv DIR PACKAGE_SPEC...: create DIR and install the packages, unless a
-# stamp shows that the same list is already installed.
+# ensure_venv DIR PIP_ARGUMENT...: create DIR and install the packages, unless a
+# stamp shows that the same arguments, and the same contents of the requirement and
+# constraint files among them, are already installed.
 ensure_venv() {
     local venv=$1
     shift
     local stamp="$venv/.bench-installed"
-    local wanted
-    wanted=$(printf '%s\n' "$@" | sha256sum | cut -d' ' -f1)
+    local wanted argument
+    wanted=$(
+        {
+            printf '%s\n' "$@"
+            for argument in "$@"; do
+                if [ -f "$argument" ]; then cat "$argument"; fi
+            done
+        } | sha256sum | cut -d' ' -f1
+    )
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
         return
     fi
@@ -195,6 +208,14 @@ with open("pyproject.toml", "rb") as handle:
 ')
 ensure_venv "$PEER_VENV" -r bench/requirements-peer.txt "gunicorn==$gunicorn_version"
 ensure_venv "$TOOLS_VENV" -r bench/requirements-tools.txt "${project_dependencies[@]}"
+ensure_venv "$GEVENT_VENV" -r bench/requirements-gevent.txt "gunicorn==$gunicorn_version"
+# The jwtgate servers run with the runtime dependencies only, as a production
+# install would, at the versions of .venv. .venv also contains the test and demo
+# extras, which the login path imports when present (Django REST framework
+# loads psycopg's and pygments' integrations), and which add about 14 MB to a worker.
+mkdir -p bench/.results
+"$PROJECT_PYTHON" -m pip freeze --disable-pip-version-check --exclude-editable >bench/.results/jwtgate-constraints.txt
+ensure_venv "$JWTGATE_VENV" -c bench/.results/jwtgate-constraints.txt "${project_dependencies[@]}"
 
 if ! wait "$prepare_pid"; then
     prepare_pid=""

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.test import RequestFactory, override_settings
+from rest_framework_simplejwt.exceptions import TokenError
 
-from accounts.tokens import AccessToken, Identity, verify_access_token
+from accounts.tokens import AccessToken, Identity, verify_access_token, verify_access_token_cached
 from harness import routeset
 from routing import headers, patterns
 from routing.matching import CompiledRoute, CompiledRule, CompiledUpstream, RouteTable
@@ -159,6 +160,28 @@ def test_verify_access_token_hs256(benchmark):
     raw_token = make_access_token()
     identity = benchmark(verify_access_token, raw_token)
     assert identity.roles == frozenset({"reader"})
+
+
+def test_verify_access_token_cached_hit(benchmark):
+    raw_token = make_access_token()
+    verify_access_token_cached(raw_token)
+    identity = benchmark(verify_access_token_cached, raw_token)
+    assert identity.roles == frozenset({"reader"})
+
+
+def test_reject_forged_token_cached(benchmark):
+    header, payload, _signature = make_access_token().split(".")
+    forged = f"{header}.{payload}.{'A' * 43}"
+
+    def reject():
+        try:
+            verify_access_token_cached(forged)
+        except TokenError:
+            return True
+        return False
+
+    assert reject()
+    assert benchmark(reject)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ SUBJECTS = {
         Subject("nginx", "nginx", "nginx reverse proxy, no token check"),
         Subject("haproxy", "haproxy", "HAProxy 2.6 + jwt_verify HS256 + role check"),
         Subject("peer", "peer", "django-revproxy + simplejwt stateless check"),
+        Subject("floor", "floor", "gunicorn gthread + urllib3, forwarding with no checks (the floor)"),
+        Subject("floor-gevent", "floor-gevent", "gunicorn gevent + urllib3, forwarding with no checks"),
         Subject("jwtgate", "jwtgate", "jwtgate, 10 routes"),
         Subject("jwtgate-rs256", "jwtgate-rs256", "jwtgate, 10 routes, RS256 token", algorithm="RS256"),
         Subject("jwtgate-1k", "jwtgate-1k", "jwtgate, 1,000 routes"),
@@ -90,7 +92,7 @@ CASES = (
         "/api/small",
         "valid",
         200,
-        subjects=("direct", "nginx", "haproxy", "peer", "jwtgate", *VARIANTS),
+        subjects=("direct", "nginx", "haproxy", "peer", "floor", "floor-gevent", "jwtgate", *VARIANTS),
     ),
     Case(
         "big",
@@ -100,7 +102,7 @@ CASES = (
         "valid",
         200,
         subjects=("direct", "haproxy", "peer", "jwtgate"),
-        extra_subjects=("nginx",),
+        extra_subjects=("nginx", "floor", "floor-gevent"),
     ),
     Case(
         "upload",
@@ -111,7 +113,7 @@ CASES = (
         200,
         body_bytes=MIB,
         subjects=("haproxy", "peer", "jwtgate"),
-        extra_subjects=("direct", "nginx"),
+        extra_subjects=("direct", "nginx", "floor", "floor-gevent"),
     ),
     Case(
         "public",
@@ -121,7 +123,7 @@ CASES = (
         None,
         200,
         subjects=("jwtgate",),
-        extra_subjects=("direct", "nginx", "haproxy", "peer"),
+        extra_subjects=("direct", "nginx", "haproxy", "peer", "floor", "floor-gevent"),
     ),
     Case(
         "denied",
@@ -132,7 +134,8 @@ CASES = (
         403,
         subjects=("jwtgate",),
         extra_subjects=("haproxy", "peer"),
-        skipped={"direct": NO_TOKEN_CHECK, "nginx": NO_TOKEN_CHECK},
+        skipped={"direct": NO_TOKEN_CHECK, "nginx": NO_TOKEN_CHECK, "floor": NO_TOKEN_CHECK,
+                 "floor-gevent": NO_TOKEN_CHECK},
     ),
     Case(
         "invalid",
@@ -143,7 +146,8 @@ CASES = (
         401,
         subjects=("jwtgate",),
         extra_subjects=("haproxy", "peer"),
-        skipped={"direct": NO_TOKEN_CHECK, "nginx": NO_TOKEN_CHECK},
+        skipped={"direct": NO_TOKEN_CHECK, "nginx": NO_TOKEN_CHECK, "floor": NO_TOKEN_CHECK,
+                 "floor-gevent": NO_TOKEN_CHECK},
     ),
     Case(
         "one_connection",
@@ -155,6 +159,6 @@ CASES = (
         connections=1,
         threads=1,
         subjects=("direct", "jwtgate"),
-        extra_subjects=("nginx", "haproxy", "peer"),
+        extra_subjects=("nginx", "haproxy", "peer", "floor", "floor-gevent"),
     ),
 )

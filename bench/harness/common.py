@@ -9,9 +9,13 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
 PROJECT_PYTHON = REPO_DIR / ".venv" / "bin" / "python"
-PROJECT_GUNICORN = REPO_DIR / ".venv" / "bin" / "gunicorn"
+# The servers run in bench/.venv-jwtgate, which holds jwtgate's runtime dependencies
+# only; manage.py runs in .venv.
+JWTGATE_VENV = BENCH_DIR / ".venv-jwtgate"
+PROJECT_GUNICORN = JWTGATE_VENV / "bin" / "gunicorn"
 PEER_VENV = BENCH_DIR / ".venv-peer"
 TOOLS_VENV = BENCH_DIR / ".venv-tools"
+GEVENT_VENV = BENCH_DIR / ".venv-gevent"
 HOST = "127.0.0.1"
 
 # The jwtgate instances: each has its own JWTGATE_VAR_DIR and SQLite database.
@@ -23,7 +27,7 @@ GATEWAY_INSTANCES = {
     "jwtgate-10k": {"routes": 10_000, "algorithm": "HS256"},
 }
 # Every process that listens on a port, in start order.
-SERVER_NAMES = ("upstream", "nginx", "haproxy", "peer", *GATEWAY_INSTANCES)
+SERVER_NAMES = ("upstream", "nginx", "haproxy", "peer", "floor", "floor-gevent", *GATEWAY_INSTANCES)
 
 
 def say(message):

@@ -5,12 +5,13 @@ import platform
 import subprocess
 from pathlib import Path
 
-from harness.common import PEER_VENV, PROJECT_PYTHON, TOOLS_VENV
+from harness.common import GEVENT_VENV, JWTGATE_VENV, PEER_VENV, TOOLS_VENV
 
 PROJECT_PACKAGES = ("Django", "djangorestframework", "djangorestframework-simplejwt", "PyJWT", "cryptography",
                     "requests", "urllib3", "gunicorn")
 PEER_PACKAGES = ("django-revproxy", "Django", "djangorestframework-simplejwt", "PyJWT", "urllib3", "gunicorn")
 TOOLS_PACKAGES = ("pytest", "pytest-benchmark", "py-spy")
+GEVENT_PACKAGES = ("gevent", "greenlet", "urllib3", "gunicorn")
 DEBIAN_PACKAGES = ("nginx", "haproxy", "wrk")
 
 
@@ -72,7 +73,10 @@ def debian_versions():
 def all_versions():
     return {
         "debian": debian_versions(),
-        "jwtgate environment (.venv)": package_versions(PROJECT_PYTHON, PROJECT_PACKAGES),
+        "jwtgate servers' environment (bench/.venv-jwtgate)": package_versions(JWTGATE_VENV / "bin" / "python",
+                                                                              PROJECT_PACKAGES),
         "peer environment (bench/.venv-peer)": package_versions(PEER_VENV / "bin" / "python", PEER_PACKAGES),
         "tools environment (bench/.venv-tools)": package_versions(TOOLS_VENV / "bin" / "python", TOOLS_PACKAGES),
+        "gevent floor environment (bench/.venv-gevent)": package_versions(GEVENT_VENV / "bin" / "python",
+                                                                          GEVENT_PACKAGES),
     }

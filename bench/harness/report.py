@@ -276,11 +276,13 @@ def coverage_rows(record):
 # Frames that split a request's Python CPU time into stages, outermost first. The
 # breakdown subtracts each inner frame from the one around it.
 GUNICORN_REQUEST = REQUEST_FRAME
-DJANGO_HANDLER = "WSGIHandler.__call__ (django/core/handlers/wsgi.py)"
+# Proxied requests enter at routing.wsgi, which bypasses Django's handler.
+GATEWAY_ENTRY = "GatewayApplication.__call__ (routing/wsgi.py)"
 GATEWAY_PIPELINE = "handle (routing/proxy.py)"
 PIPELINE_PARTS = (
-    ("sending to the upstream and reading its response (requests, urllib3, http.client)", "send (routing/client.py)"),
-    ("verifying the access token (simplejwt, PyJWT)", "verify_access_token (accounts/tokens.py)"),
+    ("sending to the upstream and reading its response (urllib3, http.client)", "send (routing/client.py)"),
+    ("the access token: cache lookup, or verification with simplejwt and PyJWT",
+     "verify_access_token_cached (accounts/tokens.py)"),
     ("writing the access-log line (logging)", "write_access_log (routing/proxy.py)"),
 )
 
@@ -303,13 +305,13 @@ def profile_breakdown(profile):
     rows = []
     gunicorn_request = inclusive.get(GUNICORN_REQUEST, 0)
     rows.append(["gunicorn's main loop: accepting and polling connections", share(total - gunicorn_request)])
-    if not (found(DJANGO_HANDLER) and found(GATEWAY_PIPELINE)):
-        rows.append([f"the frames {DJANGO_HANDLER} and {GATEWAY_PIPELINE}", "not found in the profile"])
+    if not (found(GATEWAY_ENTRY) and found(GATEWAY_PIPELINE)):
+        rows.append([f"the frames {GATEWAY_ENTRY} and {GATEWAY_PIPELINE}", "not found in the profile"])
         return rows
     rows.append(["gunicorn per request: parsing the request, writing the response",
-                 share(gunicorn_request - inclusive[DJANGO_HANDLER])])
-    rows.append(["Django around the gateway's middleware: request object, signals, response close",
-                 share(inclusive[DJANGO_HANDLER] - inclusive[GATEWAY_PIPELINE])])
+                 share(gunicorn_request - inclusive[GATEWAY_ENTRY])])
+    rows.append(["jwtgate's WSGI entry: request object, request id",
+                 share(inclusive[GATEWAY_ENTRY] - inclusive[GATEWAY_PIPELINE])])
     rest = inclusive[GATEWAY_PIPELINE]
     for stage, frame in PIPELINE_PARTS:
         if found(frame):
@@ -485,11 +487,15 @@ def method_lines(record):
         "table (bench/harness/routeset.py): prefixes with `**`, patterns with a `*` segment, routes bound to a "
         "host name, and routes with a role rule.",
         "",
-        "Equal footing: jwtgate and the peer both run under gunicorn with gthread workers (the same worker and "
-        "thread counts), and the peer's urllib3 pool keeps one connection per thread, because revproxy's default "
+        "Equal footing: jwtgate and the peer both run under gunicorn with gthread workers and the same number of "
+        "workers. The peer has fewer threads per worker (see the list above), which costs it less CPU per request "
+        "under this load, and its urllib3 pool keeps one connection per thread, because revproxy's default "
         "pool keeps one connection per host. nginx and HAProxy each get "
         f"{record['native_workers']} workers or threads, one per core. jwtgate writes its access-log line per "
-        "request (INFO) to a file. The other subjects write no access log.",
+        "request (INFO) to a file. The other subjects write no access log. jwtgate and the gthread floor run in "
+        "bench/.venv-jwtgate, which holds jwtgate's runtime dependencies alone, at the versions of .venv, as a "
+        "production install would. The floor subjects serve bench/floor/floorapp.py, which forwards with urllib3 "
+        "and checks nothing: no gateway with the same server and client can cost less per request.",
     ]
     return lines
 

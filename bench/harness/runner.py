@@ -14,6 +14,7 @@ from harness.common import BENCH_DIR, GATEWAY_INSTANCES, HOST, TOOLS_VENV, say
 from harness.load import printable_command, run_wrk, send_once, wrk_command
 from harness.servers import (
     BIG_BODY_BYTES,
+    floor_server,
     gateway_server,
     haproxy_server,
     nginx_server,
@@ -33,6 +34,8 @@ def build_servers(state):
         "nginx": nginx_server(state, "nginx", "proxy", NATIVE_WORKERS),
         "haproxy": haproxy_server(state, NATIVE_WORKERS),
         "peer": peer_server(state),
+        "floor": floor_server(state, "floor", "gthread"),
+        "floor-gevent": floor_server(state, "floor-gevent", "gevent"),
     }
     for instance in GATEWAY_INSTANCES:
         servers[instance] = gateway_server(state, instance)

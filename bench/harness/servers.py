@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.common import (
     BENCH_DIR,
     GATEWAY_INSTANCES,
+    GEVENT_VENV,
     HOST,
     PEER_VENV,
     PROJECT_GUNICORN,
@@ -239,6 +240,32 @@ def peer_server(state):
     )
 
 
+def floor_server(state, name, worker_class):
+    """Return bench/floor/floorapp.py under gunicorn with jwtgate's gunicorn settings and ``worker_class``.
+
+    The gthread floor runs in the environment of the jwtgate servers, the gevent floor in its own.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "JWTGATE_BIND": f"{HOST}:{state.ports[name]}",
+        "FLOOR_UPSTREAM_URL": state.url("upstream"),
+    }
+    gunicorn = PROJECT_GUNICORN if worker_class == "gthread" else GEVENT_VENV / "bin" / "gunicorn"
+    return Server(
+        name,
+        [
+            gunicorn, "-c", GATEWAY_GUNICORN_CONF, "--worker-class", worker_class,
+            "--chdir", BENCH_DIR / "floor", "floorapp:application",
+        ],
+        state.path / "logs" / f"{name}.log",
+        env=env,
+        cwd=REPO_DIR,
+        ready_path="/public/small",
+        description=f"bench/floor/floorapp.py: urllib3 forwarding without any check, gunicorn {worker_class} "
+        "worker with the workers (and threads) of gatewaysite/gunicorn.conf.py",
+    )
+
+
 def gateway_server(state, instance):
     """Return the jwtgate Server ``instance`` under gunicorn with production settings."""
     if GATEWAY_GUNICORN_CONF.exists():
@@ -255,7 +282,7 @@ def gateway_server(state, instance):
     spec = GATEWAY_INSTANCES[instance]
     return Server(
         instance,
-        [PROJECT_GUNICORN, *options, "gatewaysite.wsgi"],
+        [PROJECT_GUNICORN, *options, "--chdir", REPO_DIR, "gatewaysite.wsgi"],
         state.path / "logs" / f"{instance}.log",
         env=gateway_env(state, instance),
         cwd=REPO_DIR,
