@@ -280,11 +280,9 @@ class UpstreamBody:
             return
         raw = self.upstream_response
         try:
-            if raw.chunked and raw.supports_chunked_reads():
-                yield from raw.read_chunked(self.chunk_size, decode_content=False)
-            else:
-                while chunk := raw.read1(self.chunk_size, decode_content=False):
-                    yield chunk
+            # read1 returns what has arrived, up to one chunk of a chunked body.
+            while chunk := raw.read1(self.chunk_size):
+                yield chunk
         except Exception as exc:
             # The status line has been sent, so the only signal left to the client
             # is a connection closed before the end of the body.
@@ -376,7 +374,7 @@ def problem(status, detail, request_id, code=None, headers=None):
 
 
 def build_response(request, upstream_response, on_close=None):
-    """Return the GatewayResponse for urllib3's streamed response; ``on_close`` runs when its body is closed."""
+    """Return the GatewayResponse for the client's UpstreamResponse; ``on_close`` runs when its body is closed."""
     status = upstream_response.status
     send_body = not (request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200)
     body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id, on_close,

@@ -25,6 +25,7 @@ class FaultyUpstream:
         self.name = name
         self.mode = mode
         self.requests = []
+        self.accepted = 0  # connections accepted so far
         self.closed_early = threading.Event()
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -65,6 +66,7 @@ class FaultyUpstream:
                 connection, _address = self.sock.accept()
             except OSError:
                 return
+            self.accepted += 1
             threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
 
     def handle(self, connection):
@@ -156,6 +158,10 @@ class FaultyUpstream:
             connection.sendall(b"\x00\x01 this is not HTTP \xff\r\n\r\n")
             return False
         if mode == "close":
+            return False
+        if mode == "ok-close":
+            # A keep-alive response, then the connection closes while idle.
+            self.send(connection, 200, self.name.encode())
             return False
         if mode.startswith("sse:"):
             _, count, pause = mode.split(":")

@@ -11,7 +11,7 @@ PROJECT_PACKAGES = ("Django", "djangorestframework", "djangorestframework-simple
                     "requests", "urllib3", "gunicorn")
 PEER_PACKAGES = ("django-revproxy", "Django", "djangorestframework-simplejwt", "PyJWT", "urllib3", "gunicorn")
 TOOLS_PACKAGES = ("pytest", "pytest-benchmark", "py-spy")
-GEVENT_PACKAGES = ("gevent", "greenlet", "urllib3", "gunicorn")
+GEVENT_PACKAGES = ("gevent", "greenlet", "gunicorn")
 DEBIAN_PACKAGES = ("nginx", "haproxy", "wrk")
 
 

@@ -280,7 +280,7 @@ GUNICORN_REQUEST = REQUEST_FRAME
 GATEWAY_ENTRY = "GatewayApplication.__call__ (routing/wsgi.py)"
 GATEWAY_PIPELINE = "handle (routing/proxy.py)"
 PIPELINE_PARTS = (
-    ("sending to the upstream and reading its response (urllib3, http.client)", "send (routing/client.py)"),
+    ("sending to the upstream and reading its response head (http.client)", "send (routing/client.py)"),
     ("the access token: cache lookup, or verification with simplejwt and PyJWT",
      "verify_access_token_cached (accounts/tokens.py)"),
     ("writing the access-log line (logging)", "write_access_log (routing/proxy.py)"),
@@ -494,7 +494,7 @@ def method_lines(record):
         f"{record['native_workers']} workers or threads, one per core. jwtgate writes its access-log line per "
         "request (INFO) to a file. The other subjects write no access log. jwtgate and the gthread floor run in "
         "bench/.venv-jwtgate, which holds jwtgate's runtime dependencies alone, at the versions of .venv, as a "
-        "production install would. The floor subjects serve bench/floor/floorapp.py, which forwards with urllib3 "
+        "production install would. The floor subjects serve bench/floor/floorapp.py, which forwards with http.client "
         "and checks nothing: no gateway with the same server and client can cost less per request.",
     ]
     return lines

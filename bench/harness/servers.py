@@ -261,7 +261,7 @@ def floor_server(state, name, worker_class):
         env=env,
         cwd=REPO_DIR,
         ready_path="/public/small",
-        description=f"bench/floor/floorapp.py: urllib3 forwarding without any check, gunicorn {worker_class} "
+        description=f"bench/floor/floorapp.py: http.client forwarding without any check, gunicorn {worker_class} "
         "worker with the workers (and threads) of gatewaysite/gunicorn.conf.py",
     )
 
