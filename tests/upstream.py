@@ -111,18 +111,24 @@ class RecordingUpstream:
     sets a canned response for the paths under a prefix.
     """
 
-    def __init__(self):
+    def __init__(self, tls_context=None):
         self.received = []
         self.routes = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), RecordingHandler)
         self.server.daemon_threads = True
         self.server.upstream = self
+        self.scheme = "http"
+        if tls_context is not None:
+            # The handshake runs in accept(); a client that rejects the
+            # certificate makes accept() fail, which the server ignores.
+            self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self):
         host, port = self.server.server_address
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def start(self):
         self.thread.start()
