@@ -272,27 +272,37 @@ class RejectedTokenCache:
     valid (``nbf`` or ``iat`` in the future) may become valid and never enters.
     Tokens longer than MAX_TOKEN_CHARS are not kept, so the cache stores at most
     ``max_entries`` times that many characters; the oldest entry goes first.
+    An entry lasts ``ttl_seconds``, so that a token rejected as expired while
+    the clock ran ahead is verified again once the clock is corrected.
     """
 
     MAX_TOKEN_CHARS = 2048
 
-    def __init__(self, max_entries=1024):
+    def __init__(self, max_entries=1024, ttl_seconds=60.0, clock=time.monotonic):
         self.max_entries = max_entries
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
         self.entries = OrderedDict()
         self.lock = threading.Lock()
 
     def check(self, raw_token):
         """Raise a new error of the kind ``raw_token`` raised before, when it is in the cache."""
         entry = self.entries.get(raw_token)
-        if entry is not None:
-            error_class, message = entry
-            raise error_class(message)
+        if entry is None:
+            return
+        error_class, message, expires_at = entry
+        if self.clock() >= expires_at:
+            with self.lock:
+                self.entries.pop(raw_token, None)
+            return
+        raise error_class(message)
 
     def put(self, raw_token, error):
         if len(raw_token) > self.MAX_TOKEN_CHARS or not fails_for_good(error):
             return
+        message = str(error.args[0]) if error.args else ""
         with self.lock:
-            self.entries[raw_token] = (error.__class__, str(error.args[0]) if error.args else "")
+            self.entries[raw_token] = (error.__class__, message, self.clock() + self.ttl_seconds)
             while len(self.entries) > self.max_entries:
                 self.entries.popitem(last=False)
 

@@ -199,8 +199,15 @@ class UpstreamResponse:
         return self.response.length
 
     def read1(self, size):
-        """Return at most ``size`` bytes of the body as soon as some arrive; empty at its end."""
-        return self.response.read1(size)
+        """Return at most ``size`` bytes of the body as soon as some arrive; empty at its end.
+
+        Raise IncompleteRead when the upstream closes the connection before the
+        end of a Content-Length body: http.client returns an empty read there.
+        """
+        data = self.response.read1(size)
+        if not data and self.response.length:
+            raise http.client.IncompleteRead(b"", self.response.length)
+        return data
 
     def close(self):
         """Drop the connection, for a body that was not read to its end."""
@@ -271,6 +278,15 @@ def send(upstream, method, target, raw_target, headers, body, timeout=None):
                     connection.send(b"%X\r\n%b\r\n" % (len(chunk), chunk))
             connection.send(b"0\r\n\r\n")
         response = connection.getresponse()
+        if response.status < 200:
+            # http.client skips 100 Continue but returns any other 1xx, such as
+            # 103 Early Hints, as if it were final. Its final response would
+            # still follow on this connection, so the connection cannot be reused.
+            connection.close()
+            raise UpstreamUnavailable(
+                "The upstream sent an interim response (1xx) that the gateway does not forward.",
+                log_error=f"interim_response status={response.status}",
+            )
     except TimeoutError as exc:
         connection.close()
         raise UpstreamTimeout(log_error="read_timeout") from exc

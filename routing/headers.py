@@ -2,6 +2,8 @@
 
 import functools
 import ipaddress
+import logging
+import re
 
 from routing.conf import gateway_settings
 
@@ -23,6 +25,12 @@ HOP_BY_HOP_HEADERS = frozenset(
 )
 
 IDENTITY_PREFIX = "x-user-"
+
+# RFC 9110 section 5.1 (a token) and section 5.5 (no control character but tab).
+FIELD_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+INVALID_FIELD_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+logger = logging.getLogger(__name__)
 
 # Headers that only a trusted proxy may set; from anyone else they are dropped
 # and the gateway writes its own.
@@ -142,7 +150,20 @@ def forward_request_headers(request, identity, request_id, preserve_host):
 
 
 def response_headers(upstream_headers):
-    """Return the upstream's response headers minus hop-by-hop ones, repeated fields kept apart."""
+    """Return the upstream's response headers minus hop-by-hop ones, repeated fields kept apart.
+
+    A field whose name is not a token or whose value carries a control
+    character other than tab (RFC 9110 section 5.5) is dropped and logged:
+    the WSGI server would refuse the whole response for it.
+    """
     items = list(upstream_headers)
     dropped = HOP_BY_HOP_HEADERS | connection_listed(items)
-    return [(name, value) for name, value in items if name.lower() not in dropped]
+    forwarded = []
+    for name, value in items:
+        if name.lower() in dropped:
+            continue
+        if not FIELD_NAME_RE.fullmatch(name) or INVALID_FIELD_VALUE_RE.search(value):
+            logger.warning("upstream_header_dropped name=%r reason=invalid_field", name[:100])
+            continue
+        forwarded.append((name, value))
+    return forwarded

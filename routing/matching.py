@@ -3,6 +3,7 @@
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.db import DatabaseError, connection
@@ -352,6 +353,24 @@ def compile_routes():
     return compiled
 
 
+@contextmanager
+def managed_connection():
+    """Drop this thread's database connection before and after the block when it is broken or past CONN_MAX_AGE.
+
+    Proxied requests bypass Django's handler (routing.wsgi), whose
+    request_started and request_finished signals do this for every other
+    request. Without it each request thread would keep its connection open for
+    good. Inside a transaction the connection is in use and stays.
+    """
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
+    try:
+        yield
+    finally:
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
 class RouteTableHolder:
     """The worker's current route table, rebuilt when the configuration version changes.
 
@@ -388,16 +407,12 @@ class RouteTableHolder:
         from routing.version import current_version
 
         self.checked_at = self.clock()
-        # Proxied requests bypass Django's handler (routing.wsgi), whose
-        # request_started signal would otherwise drop a broken or expired
-        # database connection. Inside a transaction the connection is in use.
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
         try:
-            version = current_version()
-            if self.table is not None and self.table.version == version:
-                return
-            table = RouteTable.build(version, compile_routes())
+            with managed_connection():
+                version = current_version()
+                if self.table is not None and self.table.version == version:
+                    return
+                table = RouteTable.build(version, compile_routes())
         except DatabaseError as exc:
             if self.table is None:
                 raise

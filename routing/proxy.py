@@ -183,6 +183,24 @@ def query_suffix(request):
     return "?" + query
 
 
+def read_client_body(stream, size):
+    """Return up to ``size`` bytes of the client's body, or raise BadRequest (400) when reading it fails.
+
+    A client that goes away mid-body makes the WSGI server raise an OSError or
+    its own error. That is the client's failure, so it must not reach the
+    forwarding client, which would count it against the upstream's health.
+    """
+    try:
+        return stream.read(size)
+    except GatewayError:
+        raise
+    except Exception as exc:
+        raise BadRequest(
+            "The request body could not be read to its end.", code="incomplete_body",
+            log_error=f"client_body_failed error={exc.__class__.__name__}",
+        ) from exc
+
+
 class RequestBody:
     """The client's request body, read in chunks as the upstream connection sends it.
 
@@ -204,7 +222,7 @@ class RequestBody:
         self.started = True
         remaining = self.length
         while remaining > 0:
-            chunk = self.stream.read(min(self.chunk_size, remaining))
+            chunk = read_client_body(self.stream, min(self.chunk_size, remaining))
             if not chunk:
                 raise BadRequest("The request body ended before its Content-Length.", code="incomplete_body")
             remaining -= len(chunk)
@@ -227,7 +245,7 @@ class ChunkedBody:
     def __iter__(self):
         self.started = True
         received = 0
-        while chunk := self.stream.read(self.chunk_size):
+        while chunk := read_client_body(self.stream, self.chunk_size):
             received += len(chunk)
             if received > self.limit:
                 raise RequestBodyTooLarge(f"The request body exceeds this route's limit of {self.limit} bytes.")

@@ -46,5 +46,14 @@ class GatewayApplication:
             logger.exception("proxy_entry_failed request_id=%s", request_id)
             response = proxy.problem(500, "The gateway failed to handle the request.", request_id,
                                      code="internal_error")
-        start_response(response.status_line, response.headers)
+        try:
+            start_response(response.status_line, response.headers)
+        except Exception:
+            # The server rejected the status line or a header. The body would
+            # never be iterated or closed, so its upstream connection and the
+            # balancer's count of requests in flight are released here.
+            close = getattr(response.body, "close", None)
+            if close is not None:
+                close()
+            raise
         return response.body

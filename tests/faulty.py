@@ -89,7 +89,8 @@ class FaultyUpstream:
                 self.requests.append((method, target))
                 try:
                     keep_open = self.answer(connection, reader, method, headers)
-                except OSError:
+                except (OSError, ValueError):
+                    # A reset, or a body cut short: the gateway dropped the request.
                     keep_open = False
                 if not keep_open:
                     self.connections.discard(connection)
@@ -159,6 +160,14 @@ class FaultyUpstream:
             return False
         if mode == "close":
             return False
+        if mode == "short-body":
+            # Fewer bytes than the Content-Length, then a normal close (FIN).
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+            return False
+        if mode == "early-hints":
+            connection.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                               b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+            return True
         if mode == "ok-close":
             # A keep-alive response, then the connection closes while idle.
             self.send(connection, 200, self.name.encode())

@@ -129,3 +129,14 @@ def test_key_change_clears_rejected_tokens(settings, verifications):
     settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, "SIGNING_KEY": new_key}
     assert verify_access_token_cached(token).user_id == "7"
     assert verifications == [token, token]
+
+
+def test_rejected_cache_entry_expires():
+    now = [100.0]
+    cache = RejectedTokenCache(ttl_seconds=60.0, clock=lambda: now[0])
+    cache.put("token", MalformedToken("Token does not have three segments."))
+    with pytest.raises(MalformedToken):
+        cache.check("token")
+    now[0] = 160.0
+    cache.check("token")
+    assert cache.entries == {}

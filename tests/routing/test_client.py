@@ -1,12 +1,15 @@
 """The forwarding client (routing.client): kept-alive connections, the request it writes, and its failures."""
 
 import http.client
+import socket
 import time
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
 
-from routing import client
+from routing import balancing, client
+from routing.models import Upstream
 from tests.gunicorn import raw_request
 from tests.routing.test_resilience import make_service  # noqa: F401 - a fixture
 
@@ -100,3 +103,59 @@ def test_client_closes_connection_returned_to_closed_pool(faulty):
     pool.put(in_use)
     assert pool.idle == []
     assert in_use.sock is None
+
+
+def test_client_rejects_interim_response(gateway, faulty, make_service):
+    server = faulty("hints", "early-hints")
+    make_service([server.url], retries=0)
+    first_status, first_body = get(gateway, "/svc/a")
+    second_status, second_body = get(gateway, "/svc/b")
+    assert (first_status, second_status) == (502, 502)
+    assert b"interim" in first_body
+    assert b"final" not in first_body + second_body
+    assert server.accepted == 2
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_closes_client_on_short_upstream_body(gunicorn_gateway, faulty, make_service):
+    server = faulty("short", "short-body")
+    make_service([server.url], retries=0)
+    host, port = gunicorn_gateway().split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        # A kept-alive request: only a closed connection shows the client that the body is cut short.
+        connection.sendall(f"GET /svc/x HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"Content-Length: 100" in head
+    assert body == b"0123456789"
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_client_abort_mid_upload_spares_target(gunicorn_gateway, faulty, make_service):
+    server = faulty("spared")
+    make_service([server.url], retries=0, failure_threshold=1, route_fields={"retry_non_idempotent": False})
+    base_url = gunicorn_gateway(workers=1)
+    host, port = base_url.split("//")[1].split(":")
+    for _attempt in range(2):
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(f"POST /svc/upload HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n10\r\nonly-part".encode())
+            time.sleep(0.3)
+        time.sleep(0.3)
+    status, body = get(base_url, "/svc/after")
+    assert (status, body) == (200, b"spared")
+    assert Upstream.objects.get(name="service").failure_threshold == 1
+
+
+def test_client_short_body_raises_incomplete_read(faulty):
+    server = faulty("short", "short-body")
+    upstream = SimpleNamespace(name="short", connect_timeout_seconds=1.0, read_timeout_seconds=2.0)
+    response = client.send(upstream, "GET", server.url, "/x", [], None)
+    assert response.status == 200
+    assert response.read1(65536) == b"0123456789"
+    with pytest.raises(http.client.IncompleteRead):
+        response.read1(65536)
+    response.close()

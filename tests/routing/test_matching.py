@@ -156,6 +156,32 @@ def test_holder_keeps_table_when_database_fails(make_route, settings, monkeypatc
     assert "config_check_failed" in caplog.text
 
 
+@pytest.mark.django_db(transaction=True)
+def test_holder_closes_connection_past_max_age(make_route, monkeypatch):
+    from django.db import connection
+
+    make_route(name="orders", paths="/api/**", upstream_url="http://127.0.0.1:9")
+    connection.close()
+    # CONN_MAX_AGE 0: Django closes the connection at the end of every request,
+    # and the table check, which proxied requests make outside Django's handler, must too.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    holder = RouteTableHolder(clock=FakeClock())
+    assert len(holder.get().routes) == 1
+    assert connection.connection is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_holder_keeps_connection_within_max_age(make_route, monkeypatch):
+    from django.db import connection
+
+    make_route(name="orders", paths="/api/**", upstream_url="http://127.0.0.1:9")
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    holder = RouteTableHolder(clock=FakeClock())
+    holder.get()
+    assert connection.connection is not None
+
+
 def test_table_host_index_matches_exactly():
     routes = table(*(route(f"h{index}", ["/**"], hosts=[f"svc{index}.example.com"]) for index in range(10_000)))
     assert routes.match("svc4321.example.com", "/x", "GET").route.name == "h4321"

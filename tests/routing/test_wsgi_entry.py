@@ -8,6 +8,8 @@ import pytest
 from django.core.signals import request_started
 from django.core.wsgi import get_wsgi_application
 
+from routing import balancing
+from routing.matching import route_tables
 from routing.wsgi import GatewayApplication
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -106,3 +108,30 @@ def test_console_mode_leaves_proxied_paths_to_django(application, settings, star
     assert json.loads(content)["code"] == "proxy_disabled"
     assert len(started_signals) == 1
     assert upstream.received == []
+
+
+def test_rejected_start_response_releases_upstream(application, make_route, upstream):
+    make_route(paths="/api/orders/**", upstream_url=upstream.url, auth="public")
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/orders/1", "RAW_URI": "/api/orders/1",
+               "QUERY_STRING": "", "wsgi.input": io.BytesIO(b"")}
+    setup_testing_defaults(environ)
+
+    def rejecting_start_response(status, headers, exc_info=None):
+        raise ValueError("invalid header")
+
+    with pytest.raises(ValueError):
+        application(environ, rejecting_start_response)
+    assert len(upstream.received) == 1
+    balancer = balancing.get_balancer(route_tables.get().routes[0].upstream)
+    assert list(balancer.outstanding.values()) == [0]
+
+
+def test_upstream_header_with_control_character_dropped(application, make_route, upstream):
+    make_route(paths="/api/orders/**", upstream_url=upstream.url, auth="public")
+    upstream.respond("/api/orders/", headers=[("X-Broken", "a\x01b"), ("X-Fine", "yes")], body=b"ok")
+    status, headers, content = call(application, "/api/orders/1")
+    assert status == "200 OK"
+    names = [name for name, _value in headers]
+    assert "X-Broken" not in names
+    assert "X-Fine" in names
+    assert content == b"ok"
