@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from routing import balancing, client
+from routing import client
 from routing.models import Upstream
 from tests.gunicorn import raw_request
 from tests.routing.test_resilience import make_service  # noqa: F401 - a fixture
