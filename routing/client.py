@@ -303,8 +303,9 @@ def send(upstream, method, target, raw_target, headers, body, timeout=None):
         connection.close()
         raise UpstreamUnavailable(log_error="connection_failed") from exc
     except BaseException:
-        # A request-body error (400, 413) or a client that went away: the
-        # request was cut short, so the connection cannot carry another.
+        # A request-body error (400, 413), also raised when the client goes
+        # away mid-body, or the interim-response error above: the request was
+        # cut short, so the connection cannot carry another.
         connection.close()
         raise
     return UpstreamResponse(pool, connection, response)

@@ -204,7 +204,7 @@ def read_client_body(stream, size):
 class RequestBody:
     """The client's request body, read in chunks as the upstream connection sends it.
 
-    ``__len__`` lets requests send a Content-Length instead of chunked encoding.
+    ``__len__`` lets the forwarding client send a Content-Length instead of chunked encoding.
     The size was checked against the route's limit before the first byte is read.
     ``started`` records for a retry whether any byte was consumed.
     """
