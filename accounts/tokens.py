@@ -223,7 +223,39 @@ def check_token_structure(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
             raise MalformedToken(f"Token claim {claim!r} is not {expected}.")
 
 
-class VerifiedTokenCache:
+class ExpiringCache:
+    """A bounded map whose entries each last until a time of ``clock``; the oldest entry goes first when it is full."""
+
+    def __init__(self, max_entries, clock):
+        self.max_entries = max_entries
+        self.clock = clock
+        self.entries = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        """Return the value stored for ``key``, or None when there is none or it has expired."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        value, expires_at = entry
+        if self.clock() >= expires_at:
+            with self.lock:
+                self.entries.pop(key, None)
+            return None
+        return value
+
+    def put(self, key, value, expires_at):
+        with self.lock:
+            self.entries[key] = (value, expires_at)
+            while len(self.entries) > self.max_entries:
+                self.entries.popitem(last=False)
+
+    def clear(self):
+        with self.lock:
+            self.entries.clear()
+
+
+class VerifiedTokenCache(ExpiringCache):
     """A bounded map from access tokens that passed verification to their Identity, each until its ``exp``.
 
     Clients repeat the same token on every request, so the signature is checked
@@ -233,37 +265,13 @@ class VerifiedTokenCache:
     """
 
     def __init__(self, max_entries=4096, clock=time.time):
-        self.max_entries = max_entries
-        self.clock = clock
-        self.entries = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, raw_token):
-        entry = self.entries.get(raw_token)
-        if entry is None:
-            return None
-        identity, expires_at = entry
-        if self.clock() >= expires_at:
-            with self.lock:
-                self.entries.pop(raw_token, None)
-            return None
-        return identity
-
-    def put(self, raw_token, identity, expires_at):
-        with self.lock:
-            self.entries[raw_token] = (identity, expires_at)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
-
-    def clear(self):
-        with self.lock:
-            self.entries.clear()
+        super().__init__(max_entries, clock)
 
 
 verified_tokens = VerifiedTokenCache()
 
 
-class RejectedTokenCache:
+class RejectedTokenCache(ExpiringCache):
     """A bounded map from access tokens that failed verification for good to the error they raised.
 
     A forged signature, a malformed token, a wrong issuer or an expired token
@@ -279,36 +287,22 @@ class RejectedTokenCache:
     MAX_TOKEN_CHARS = 2048
 
     def __init__(self, max_entries=1024, ttl_seconds=60.0, clock=time.monotonic):
-        self.max_entries = max_entries
+        super().__init__(max_entries, clock)
         self.ttl_seconds = ttl_seconds
-        self.clock = clock
-        self.entries = OrderedDict()
-        self.lock = threading.Lock()
 
     def check(self, raw_token):
         """Raise a new error of the kind ``raw_token`` raised before, when it is in the cache."""
-        entry = self.entries.get(raw_token)
-        if entry is None:
-            return
-        error_class, message, expires_at = entry
-        if self.clock() >= expires_at:
-            with self.lock:
-                self.entries.pop(raw_token, None)
-            return
-        raise error_class(message)
+        entry = self.get(raw_token)
+        if entry is not None:
+            error_class, message = entry
+            raise error_class(message)
 
-    def put(self, raw_token, error):
+    def add(self, raw_token, error):
+        """Remember that ``raw_token`` raised ``error``, unless the token is too long or may pass later."""
         if len(raw_token) > self.MAX_TOKEN_CHARS or not fails_for_good(error):
             return
         message = str(error.args[0]) if error.args else ""
-        with self.lock:
-            self.entries[raw_token] = (error.__class__, message, self.clock() + self.ttl_seconds)
-            while len(self.entries) > self.max_entries:
-                self.entries.popitem(last=False)
-
-    def clear(self):
-        with self.lock:
-            self.entries.clear()
+        self.put(raw_token, (error.__class__, message), self.clock() + self.ttl_seconds)
 
 
 def fails_for_good(error):
@@ -341,7 +335,7 @@ def verify_access_token_cached(raw_token, max_bytes=DEFAULT_MAX_TOKEN_BYTES):
     try:
         identity, expires_at = verify_access_token_with_expiry(raw_token, max_bytes)
     except TokenError as exc:
-        rejected_tokens.put(raw_token, exc)
+        rejected_tokens.add(raw_token, exc)
         raise
     verified_tokens.put(raw_token, identity, expires_at)
     return identity

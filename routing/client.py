@@ -189,15 +189,6 @@ class UpstreamResponse:
         self.headers = response.msg
         self.released = False
 
-    @property
-    def chunked(self):
-        return self.response.chunked
-
-    @property
-    def length_remaining(self):
-        """Return the body bytes left to read, 0 for HEAD, 204 and 304, or None when the length is unknown."""
-        return self.response.length
-
     def read1(self, size):
         """Return at most ``size`` bytes of the body as soon as some arrive; empty at its end.
 
@@ -222,7 +213,10 @@ class UpstreamResponse:
             return
         self.released = True
         response = self.response
-        finished = response.isclosed() or response.length == 0
+        # http.client closes a body read to its end. A HEAD, 204 or 304
+        # response has length 0 and nothing to read. If it announced a chunked
+        # body anyway, the connection is dropped in case one follows.
+        finished = response.isclosed() or (response.length == 0 and not response.chunked)
         if finished and not response.will_close and self.connection.sock is not None:
             response.close()
             self.pool.put(self.connection)

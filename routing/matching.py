@@ -143,12 +143,11 @@ class RouteTable:
                 roots.append(self.host_roots.setdefault(host, TrieNode()))
         return roots
 
-    def insert(self, root, pattern, route, specificities=None):
+    def insert(self, root, pattern, route, specificities):
         """Add ``pattern`` of ``route`` below ``root``; ``specificities`` shares equal sort keys between entries."""
         node = root
         specificity = patterns.pattern_specificity(pattern)
-        if specificities is not None:
-            specificity = specificities.setdefault(specificity, specificity)
+        specificity = specificities.setdefault(specificity, specificity)
         entry = (route, pattern, specificity)
         for segment in patterns.parse_pattern(pattern):
             if segment == patterns.DOUBLE_STAR:

@@ -43,7 +43,7 @@ def problem_headers(body, request_id=None, headers=None):
 def problem_response(status, detail, request_id, code=None, headers=None):
     """Return the problem+json body of ``problem_body`` as a Django response, for the gateway's own views."""
     body = problem_body(status, detail, request_id, code)
-    response = HttpResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
-    for name, value in problem_headers(body, headers=headers)[1:]:
+    response = HttpResponse(body, status=status)
+    for name, value in problem_headers(body, headers=headers):
         response[name] = value
     return response

@@ -280,7 +280,7 @@ class UpstreamBody:
 
     Each chunk is passed on as soon as the upstream sends it, so server-sent
     events arrive one by one and a slow stream is not held back. With
-    ``send_body`` false (HEAD, 204, 304, 1xx) it yields nothing and only returns
+    ``send_body`` false (HEAD, 204, 304) it yields nothing and only returns
     the connection on close.
     """
 
@@ -351,7 +351,6 @@ class GatewayResponse:
             response = ProxyResponse(self.body, self.status, self.reason, self.headers)
         else:
             response = HttpResponse(b"".join(self.body), status=self.status, reason=self.reason)
-            del response.headers["Content-Type"]
             for name, value in self.headers:
                 response.headers[name] = value
         # The access-log line is the one line for this request; Django's request
@@ -394,19 +393,16 @@ def problem(status, detail, request_id, code=None, headers=None):
 def build_response(request, upstream_response, on_close=None):
     """Return the GatewayResponse for the client's UpstreamResponse; ``on_close`` runs when its body is closed."""
     status = upstream_response.status
-    send_body = not (request.method == "HEAD" or status in BODILESS_STATUSES or 100 <= status < 200)
+    # routing.client turns a 1xx response into a 502 error, so every status here is final.
+    send_body = not (request.method == "HEAD" or status in BODILESS_STATUSES)
     body = UpstreamBody(upstream_response, gateway_settings.STREAM_CHUNK_BYTES, request.request_id, on_close,
                         send_body=send_body)
     if not send_body:
-        body.complete = connection_reusable(upstream_response)
+        # Nothing is left to read, and release_conn decides whether the connection can be reused.
+        body.complete = True
     reason = upstream_response.reason or HTTP_REASONS.get(status, "Unknown Status Code")
     return GatewayResponse(status, reason, headers.response_headers(upstream_response.headers.items()), body,
                            proxied=True)
-
-
-def connection_reusable(upstream_response):
-    """Return whether the upstream connection can be reused after a response without a body."""
-    return upstream_response.length_remaining in (0, None) and not upstream_response.chunked
 
 
 def loggable(value, limit=200):

@@ -110,14 +110,14 @@ def test_token_not_yet_valid_is_not_cached(signing_key, verifications, claim):
 def test_rejected_cache_skips_long_tokens():
     cache = RejectedTokenCache()
     long_token = "a" * (RejectedTokenCache.MAX_TOKEN_CHARS + 1)
-    cache.put(long_token, MalformedToken("Token does not have three segments."))
+    cache.add(long_token, MalformedToken("Token does not have three segments."))
     assert cache.entries == {}
 
 
 def test_rejected_cache_drops_oldest_when_full():
     cache = RejectedTokenCache(max_entries=2)
     for name in ("first", "second", "third"):
-        cache.put(name, MalformedToken("Token does not have three segments."))
+        cache.add(name, MalformedToken("Token does not have three segments."))
     assert list(cache.entries) == ["second", "third"]
 
 
@@ -134,7 +134,7 @@ def test_key_change_clears_rejected_tokens(settings, verifications):
 def test_rejected_cache_entry_expires():
     now = [100.0]
     cache = RejectedTokenCache(ttl_seconds=60.0, clock=lambda: now[0])
-    cache.put("token", MalformedToken("Token does not have three segments."))
+    cache.add("token", MalformedToken("Token does not have three segments."))
     with pytest.raises(MalformedToken):
         cache.check("token")
     now[0] = 160.0

@@ -156,30 +156,19 @@ def test_holder_keeps_table_when_database_fails(make_route, settings, monkeypatc
     assert "config_check_failed" in caplog.text
 
 
+# CONN_MAX_AGE 0: Django closes the connection at the end of every request, and
+# the table check, which proxied requests make outside Django's handler, must too.
 @pytest.mark.django_db(transaction=True)
-def test_holder_closes_connection_past_max_age(make_route, monkeypatch):
+@pytest.mark.parametrize(("max_age", "stays_open"), [(0, False), (60, True)], ids=["past-max-age", "within"])
+def test_holder_connection_follows_max_age(make_route, monkeypatch, max_age, stays_open):
     from django.db import connection
 
     make_route(name="orders", paths="/api/**", upstream_url="http://127.0.0.1:9")
     connection.close()
-    # CONN_MAX_AGE 0: Django closes the connection at the end of every request,
-    # and the table check, which proxied requests make outside Django's handler, must too.
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", max_age)
     holder = RouteTableHolder(clock=FakeClock())
     assert len(holder.get().routes) == 1
-    assert connection.connection is None
-
-
-@pytest.mark.django_db(transaction=True)
-def test_holder_keeps_connection_within_max_age(make_route, monkeypatch):
-    from django.db import connection
-
-    make_route(name="orders", paths="/api/**", upstream_url="http://127.0.0.1:9")
-    connection.close()
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
-    holder = RouteTableHolder(clock=FakeClock())
-    holder.get()
-    assert connection.connection is not None
+    assert (connection.connection is not None) is stays_open
 
 
 def test_table_host_index_matches_exactly():
