@@ -9,8 +9,8 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = BENCH_DIR.parent
 PROJECT_PYTHON = REPO_DIR / ".venv" / "bin" / "python"
-# The servers run in bench/.venv-jwtgate, which holds jwtgate's runtime dependencies
-# only; manage.py runs in .venv.
+# The servers run in bench/.venv-jwtgate, which contains jwtgate's runtime dependencies
+# only. manage.py runs in .venv.
 JWTGATE_VENV = BENCH_DIR / ".venv-jwtgate"
 PROJECT_GUNICORN = JWTGATE_VENV / "bin" / "gunicorn"
 PEER_VENV = BENCH_DIR / ".venv-peer"
